@@ -1,0 +1,3 @@
+//! Tokenizers from GGUF metadata and chat templates.
+pub mod template;
+pub mod tokenizer;

@@ -1,0 +1,11 @@
+//! `turbine tokenize`.
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file (GGUF).
+    pub model: std::path::PathBuf,
+}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`tokenize` is being built")
+}
