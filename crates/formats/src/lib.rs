@@ -1,7 +1,21 @@
 //! Element types and block layouts: every ggml block format turbine reads, the TurboQuant KV
 //! formats of `TURBO-KV.md`, reference (scalar) quantizers and dequantizers, and the
 //! Walsh–Hadamard rotation.
+//!
+//! The reference quantizers reproduce ggml's `quantize_row_*_ref` byte for byte; the
+//! dequantizers reproduce ggml's `dequantize_row_*` bit for bit. They are scalar and meant as
+//! the ground truth that fast kernels are tested against, and for conversions off the hot path.
 
+pub mod blocks;
+mod convert;
+pub mod error;
+pub mod float;
+pub mod rotation;
+pub mod simple;
+pub mod turbo;
 pub mod types;
 
+pub use convert::{can_dequantize, can_quantize, dequantize, quantize};
+pub use error::{Direction, FormatError};
+pub use float::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 pub use types::{GgmlType, ALL_TYPES, QK_K};

@@ -101,7 +101,7 @@ impl GgmlType {
     }
 
     /// Values per block.
-    pub fn block_size(self) -> usize {
+    pub const fn block_size(self) -> usize {
         use GgmlType::*;
         match self {
             F32 | F16 | Bf16 | I8 | I16 | I32 | I64 | F64 => 1,
@@ -113,7 +113,7 @@ impl GgmlType {
     }
 
     /// Bytes per block.
-    pub fn block_bytes(self) -> usize {
+    pub const fn block_bytes(self) -> usize {
         use GgmlType::*;
         match self {
             F32 => 4,
@@ -207,7 +207,7 @@ impl GgmlType {
     /// blocks or the product overflows.
     pub fn bytes_for(self, n_values: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
-        if n_values % bs != 0 {
+        if !n_values.is_multiple_of(bs) {
             return None;
         }
         (n_values / bs).checked_mul(self.block_bytes() as u64)

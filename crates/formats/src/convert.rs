@@ -1,0 +1,158 @@
+//! `quantize` / `dequantize`: whole-buffer conversions dispatched on the element type.
+
+use crate::blocks::Block;
+use crate::error::{Direction, FormatError};
+use crate::types::GgmlType;
+use crate::{float, simple, turbo};
+
+/// True if [`dequantize`] supports `ty`.
+pub fn can_dequantize(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(
+        ty,
+        F32 | F16 | Bf16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | Turbo2 | Turbo3 | Turbo4
+    )
+}
+
+/// True if [`quantize`] supports `ty`.
+pub fn can_quantize(ty: GgmlType) -> bool {
+    use GgmlType::*;
+    matches!(
+        ty,
+        F32 | F16 | Bf16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | Turbo2 | Turbo3 | Turbo4
+    )
+}
+
+/// Checks that `values` f32s and `bytes` encoded bytes describe the same whole blocks.
+fn check_lengths(
+    ty: GgmlType,
+    direction: Direction,
+    values: usize,
+    bytes: usize,
+) -> Result<(), FormatError> {
+    let block_size = ty.block_size();
+    if !values.is_multiple_of(block_size) {
+        return Err(FormatError::PartialBlock {
+            ty,
+            direction,
+            values,
+            block_size,
+        });
+    }
+    let expected = (values / block_size).checked_mul(ty.block_bytes());
+    if expected != Some(bytes) {
+        return Err(FormatError::ByteLength {
+            ty,
+            direction,
+            values,
+            expected: expected.unwrap_or(usize::MAX),
+            actual: bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes `src` (whole blocks of `ty`) into `dst`; `dst.len()` values must be exactly what
+/// `src` holds.
+pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), FormatError> {
+    use GgmlType::*;
+    let direction = Direction::Dequantize;
+    if !can_dequantize(ty) {
+        return Err(FormatError::Unsupported { ty, direction });
+    }
+    check_lengths(ty, direction, dst.len(), src.len())?;
+    match ty {
+        F32 => float::dequantize_f32(src, dst),
+        F16 => float::dequantize_f16(src, dst),
+        Bf16 => float::dequantize_bf16(src, dst),
+        Q4_0 => each_block(src, dst, simple::dequantize_block_q4_0),
+        Q4_1 => each_block(src, dst, simple::dequantize_block_q4_1),
+        Q5_0 => each_block(src, dst, simple::dequantize_block_q5_0),
+        Q5_1 => each_block(src, dst, simple::dequantize_block_q5_1),
+        Q8_0 => each_block(src, dst, simple::dequantize_block_q8_0),
+        Q8_1 => each_block(src, dst, simple::dequantize_block_q8_1),
+        Turbo2 => each_block(src, dst, turbo::dequantize_block_turbo2),
+        Turbo3 => each_block(src, dst, turbo::dequantize_block_turbo3),
+        Turbo4 => each_block(src, dst, turbo::dequantize_block_turbo4),
+        _ => return Err(FormatError::Unsupported { ty, direction }),
+    }
+    Ok(())
+}
+
+/// Encodes `src` into `dst` (whole blocks of `ty`) with the reference quantizer.
+pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), FormatError> {
+    use GgmlType::*;
+    let direction = Direction::Quantize;
+    if !can_quantize(ty) {
+        return Err(FormatError::Unsupported { ty, direction });
+    }
+    check_lengths(ty, direction, src.len(), dst.len())?;
+    match ty {
+        F32 => float::quantize_f32(src, dst),
+        F16 => float::quantize_f16(src, dst),
+        Bf16 => float::quantize_bf16(src, dst),
+        Q4_0 => each_chunk(src, dst, simple::quantize_block_q4_0),
+        Q4_1 => each_chunk(src, dst, simple::quantize_block_q4_1),
+        Q5_0 => each_chunk(src, dst, simple::quantize_block_q5_0),
+        Q5_1 => each_chunk(src, dst, simple::quantize_block_q5_1),
+        Q8_0 => each_chunk(src, dst, simple::quantize_block_q8_0),
+        Q8_1 => each_chunk(src, dst, simple::quantize_block_q8_1),
+        Turbo2 => each_chunk(src, dst, turbo::quantize_block_turbo2),
+        Turbo3 => each_chunk(src, dst, turbo::quantize_block_turbo3),
+        Turbo4 => each_chunk(src, dst, turbo::quantize_block_turbo4),
+        _ => return Err(FormatError::Unsupported { ty, direction }),
+    }
+    Ok(())
+}
+
+/// Runs a per-block decoder over lengths already checked by [`check_lengths`].
+fn each_block<B: Block, const N: usize>(
+    src: &[u8],
+    dst: &mut [f32],
+    decode: fn(&B, &mut [f32; N]),
+) {
+    debug_assert_eq!(N, B::VALUES);
+    for (bytes, out) in src.chunks_exact(B::BYTES).zip(dst.chunks_exact_mut(N)) {
+        let out: &mut [f32; N] = out.try_into().expect("chunks_exact_mut yields N values");
+        decode(&B::read(bytes), out);
+    }
+}
+
+/// Runs a per-block encoder over lengths already checked by [`check_lengths`].
+fn each_chunk<B: Block, const N: usize>(src: &[f32], dst: &mut [u8], encode: fn(&[f32; N]) -> B) {
+    debug_assert_eq!(N, B::VALUES);
+    for (values, out) in src.chunks_exact(N).zip(dst.chunks_exact_mut(B::BYTES)) {
+        let values: &[f32; N] = values.try_into().expect("chunks_exact yields N values");
+        encode(values).write(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_lengths_and_types_are_errors() {
+        let mut out = [0.0f32; 32];
+        assert!(matches!(
+            dequantize(GgmlType::Q4_0, &[0u8; 17], &mut out),
+            Err(FormatError::ByteLength {
+                expected: 18,
+                actual: 17,
+                ..
+            })
+        ));
+        assert!(matches!(
+            dequantize(GgmlType::Q4_0, &[0u8; 18], &mut out[..31]),
+            Err(FormatError::PartialBlock { .. })
+        ));
+        assert!(matches!(
+            quantize(GgmlType::Iq2Xxs, &[0.0; 256], &mut [0u8; 66]),
+            Err(FormatError::Unsupported { .. })
+        ));
+        let msg = dequantize(GgmlType::Q8_0, &[0u8; 3], &mut out)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(msg, "dequantize q8_0: 32 values need 34 bytes, got 3");
+    }
+}
