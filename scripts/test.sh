@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The test command of the README: sets up what the tests need, then runs every test.
+#
+#   scripts/test.sh            Python tools in .venv, models + fixtures, cargo tests
+#
+# Tests that need models, fixtures or the Python references fail (not skip) under this
+# script: TURBINE_REQUIRE_ASSETS=1.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q -r scripts/requirements.txt
+
+scripts/fetch-models.sh all
+
+export TURBINE_REQUIRE_ASSETS=1
+export TURBINE_PYTHON="$root/.venv/bin/python"
+cargo test --workspace --release 2>&1
