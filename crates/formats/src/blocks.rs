@@ -7,6 +7,12 @@
 //! reference code in this crate never casts, it reads each block with
 //! [`Block::read`] (an unaligned copy), which is safe on any byte slice.
 
+// Block fields (f16, u16, i16, f32) are read in native byte order; GGUF data is little endian.
+#[cfg(target_endian = "big")]
+compile_error!(
+    "formats reads ggml blocks in native byte order and supports little-endian targets only"
+);
+
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 

@@ -3,14 +3,32 @@
 use crate::blocks::Block;
 use crate::error::{Direction, FormatError};
 use crate::types::GgmlType;
-use crate::{float, simple, turbo};
+use crate::{float, iquants, kquants, simple, turbo};
 
 /// True if [`dequantize`] supports `ty`.
 pub fn can_dequantize(ty: GgmlType) -> bool {
     use GgmlType::*;
     matches!(
         ty,
-        F32 | F16 | Bf16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | Turbo2 | Turbo3 | Turbo4
+        F32 | F16
+            | Bf16
+            | Q4_0
+            | Q4_1
+            | Q5_0
+            | Q5_1
+            | Q8_0
+            | Q8_1
+            | Q2K
+            | Q3K
+            | Q4K
+            | Q5K
+            | Q6K
+            | Q8K
+            | Iq4Nl
+            | Iq4Xs
+            | Turbo2
+            | Turbo3
+            | Turbo4
     )
 }
 
@@ -19,7 +37,24 @@ pub fn can_quantize(ty: GgmlType) -> bool {
     use GgmlType::*;
     matches!(
         ty,
-        F32 | F16 | Bf16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | Turbo2 | Turbo3 | Turbo4
+        F32 | F16
+            | Bf16
+            | Q4_0
+            | Q4_1
+            | Q5_0
+            | Q5_1
+            | Q8_0
+            | Q8_1
+            | Q2K
+            | Q3K
+            | Q4K
+            | Q5K
+            | Q6K
+            | Q8K
+            | Iq4Nl
+            | Turbo2
+            | Turbo3
+            | Turbo4
     )
 }
 
@@ -71,6 +106,14 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Forma
         Q5_1 => each_block(src, dst, simple::dequantize_block_q5_1),
         Q8_0 => each_block(src, dst, simple::dequantize_block_q8_0),
         Q8_1 => each_block(src, dst, simple::dequantize_block_q8_1),
+        Q2K => each_block(src, dst, kquants::dequantize_block_q2_k),
+        Q3K => each_block(src, dst, kquants::dequantize_block_q3_k),
+        Q4K => each_block(src, dst, kquants::dequantize_block_q4_k),
+        Q5K => each_block(src, dst, kquants::dequantize_block_q5_k),
+        Q6K => each_block(src, dst, kquants::dequantize_block_q6_k),
+        Q8K => each_block(src, dst, kquants::dequantize_block_q8_k),
+        Iq4Nl => each_block(src, dst, iquants::dequantize_block_iq4_nl),
+        Iq4Xs => each_block(src, dst, iquants::dequantize_block_iq4_xs),
         Turbo2 => each_block(src, dst, turbo::dequantize_block_turbo2),
         Turbo3 => each_block(src, dst, turbo::dequantize_block_turbo3),
         Turbo4 => each_block(src, dst, turbo::dequantize_block_turbo4),
@@ -97,6 +140,17 @@ pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), FormatE
         Q5_1 => each_chunk(src, dst, simple::quantize_block_q5_1),
         Q8_0 => each_chunk(src, dst, simple::quantize_block_q8_0),
         Q8_1 => each_chunk(src, dst, simple::quantize_block_q8_1),
+        Q2K => each_chunk(src, dst, kquants::quantize_block_q2_k),
+        Q3K => each_chunk(src, dst, kquants::quantize_block_q3_k),
+        Q4K => each_chunk(src, dst, kquants::quantize_block_q4_k),
+        Q5K => each_chunk(src, dst, kquants::quantize_block_q5_k),
+        Q6K => each_chunk(src, dst, kquants::quantize_block_q6_k),
+        Q8K => each_chunk(src, dst, kquants::quantize_block_q8_k),
+        Iq4Nl => {
+            // One quantizer for the whole buffer: it carries codes across all-zero blocks.
+            let mut q = iquants::Iq4NlQuantizer::new();
+            each_chunk(src, dst, |x| q.quantize_block(x))
+        }
         Turbo2 => each_chunk(src, dst, turbo::quantize_block_turbo2),
         Turbo3 => each_chunk(src, dst, turbo::quantize_block_turbo3),
         Turbo4 => each_chunk(src, dst, turbo::quantize_block_turbo4),
@@ -119,7 +173,11 @@ fn each_block<B: Block, const N: usize>(
 }
 
 /// Runs a per-block encoder over lengths already checked by [`check_lengths`].
-fn each_chunk<B: Block, const N: usize>(src: &[f32], dst: &mut [u8], encode: fn(&[f32; N]) -> B) {
+fn each_chunk<B: Block, const N: usize>(
+    src: &[f32],
+    dst: &mut [u8],
+    mut encode: impl FnMut(&[f32; N]) -> B,
+) {
     debug_assert_eq!(N, B::VALUES);
     for (values, out) in src.chunks_exact(N).zip(dst.chunks_exact_mut(B::BYTES)) {
         let values: &[f32; N] = values.try_into().expect("chunks_exact yields N values");

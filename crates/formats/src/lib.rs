@@ -10,6 +10,8 @@ pub mod blocks;
 mod convert;
 pub mod error;
 pub mod float;
+pub mod iquants;
+pub mod kquants;
 pub mod rotation;
 pub mod simple;
 pub mod turbo;
