@@ -1,0 +1,195 @@
+//! The cache itself: page storage, sequences, and writing K/V rows.
+
+use crate::codec::encode_head;
+use crate::error::{KvError, Result};
+use crate::layout::{KvConfig, KvLayout, LayerKind};
+use crate::pool::PagePool;
+
+/// One row of a batch: which sequence it belongs to and its position there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenPos {
+    pub seq: usize,
+    pub pos: usize,
+}
+
+/// A paged KV cache of fixed size.
+#[derive(Debug)]
+pub struct KvCache {
+    layout: KvLayout,
+    data: Vec<u8>,
+    pool: PagePool,
+}
+
+impl KvCache {
+    /// Exactly the bytes [`KvCache::new`] allocates for `config` (page storage plus
+    /// bookkeeping); the memory planner's number.
+    pub fn bytes_required(config: &KvConfig) -> Result<usize> {
+        Ok(KvLayout::new(config)?.total_bytes())
+    }
+
+    pub fn new(config: &KvConfig) -> Result<KvCache> {
+        let layout = KvLayout::new(config)?;
+        // Zeroed: pages never written read as zeros, not as stale bytes of another process.
+        let data = vec![0u8; layout.data_bytes];
+        let pool = PagePool::new(config);
+        Ok(KvCache { layout, data, pool })
+    }
+
+    pub fn layout(&self) -> &KvLayout {
+        &self.layout
+    }
+
+    pub fn config(&self) -> &KvConfig {
+        &self.layout.config
+    }
+
+    /// Bytes this cache holds, measured from its buffers' capacities; equals
+    /// [`KvCache::bytes_required`] (tested).
+    pub fn allocated_bytes(&self) -> usize {
+        self.data.capacity() + self.pool.allocated_bytes()
+    }
+
+    pub fn free_pages(&self) -> usize {
+        self.pool.free_pages()
+    }
+
+    /// Pages `reserve(seq, n_tokens)` would take; lets a scheduler check before committing.
+    pub fn pages_needed(&self, seq: usize, n_tokens: usize) -> Result<usize> {
+        self.pool.pages_needed(seq, n_tokens)
+    }
+
+    /// Makes positions `0..n_tokens` of `seq` writable. Call before writing a batch; fails
+    /// with [`KvError::OutOfPages`] (and changes nothing) if the pool is too small.
+    pub fn reserve(&mut self, seq: usize, n_tokens: usize) -> Result<()> {
+        self.pool.reserve(seq, n_tokens)
+    }
+
+    /// Positions of `seq` that have pages.
+    pub fn reserved(&self, seq: usize) -> Result<usize> {
+        self.pool.reserved(seq)
+    }
+
+    /// Positions `0..written` of `seq` hold K/V in `layer`.
+    pub fn written(&self, layer: usize, seq: usize) -> Result<usize> {
+        self.check_layer(layer)?;
+        self.pool.check_seq(seq)?;
+        Ok(self.pool.written(seq, layer))
+    }
+
+    /// Drops positions `n_tokens..` of `seq` (all layers) and frees their pages.
+    pub fn truncate(&mut self, seq: usize, n_tokens: usize) -> Result<()> {
+        self.pool.truncate(seq, n_tokens)
+    }
+
+    /// Drops all of `seq` and returns its pages to the pool.
+    pub fn free_sequence(&mut self, seq: usize) -> Result<()> {
+        self.pool.truncate(seq, 0)
+    }
+
+    /// The byte offset of `layer`'s storage, or an error if it is out of range or uncached.
+    pub(crate) fn check_layer(&self, layer: usize) -> Result<usize> {
+        let n_layers = self.layout.layer_offsets.len();
+        match self.layout.layer_offsets.get(layer) {
+            None => Err(KvError::BadLayer { layer, n_layers }),
+            Some(None) => Err(KvError::UncachedLayer { layer }),
+            Some(Some(off)) => Ok(*off),
+        }
+    }
+
+    pub(crate) fn layer_kind(&self, layer: usize) -> LayerKind {
+        self.layout.config.layers[layer]
+    }
+
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    pub(crate) fn pool(&self) -> &PagePool {
+        &self.pool
+    }
+
+    /// Writes the K and V rows of `tokens` into `layer`, quantizing to the cache types.
+    ///
+    /// `k` is `tokens.len() × n_kv_heads × head_dim_k` f32 (after RoPE), `v` likewise with
+    /// `head_dim_v`. Positions must be reserved, and each must be at most the layer's current
+    /// written length for its sequence (rows of one sequence in increasing order; rewriting an
+    /// earlier position is allowed). Rows are written in order; on error the rows before the
+    /// offending one stay written.
+    pub fn write(&mut self, layer: usize, tokens: &[TokenPos], k: &[f32], v: &[f32]) -> Result<()> {
+        let layer_off = self.check_layer(layer)?;
+        let c = &self.layout.config;
+        let (nkv, dk, dv) = (c.n_kv_heads, c.head_dim_k, c.head_dim_v);
+        let (kty, vty) = (c.k_type, c.v_type);
+        let (khb, vhb) = (self.layout.k_head_bytes, self.layout.v_head_bytes);
+        let page_size = c.page_size;
+        for (what, got, per) in [("K rows", k.len(), dk), ("V rows", v.len(), dv)] {
+            let expected = tokens.len() * nkv * per;
+            if got != expected {
+                return Err(KvError::BadLength {
+                    what,
+                    expected,
+                    got,
+                });
+            }
+        }
+        for (i, t) in tokens.iter().enumerate() {
+            self.pool.mark_written(layer, t.seq, t.pos)?;
+            let page = self.pool.page_of(t.seq, t.pos);
+            let slot = t.pos % page_size;
+            for h in 0..nkv {
+                let src = &k[(i * nkv + h) * dk..][..dk];
+                let at = self.layout.k_block(layer_off, page, h) + slot * khb;
+                encode_head(kty, src, &mut self.data[at..at + khb])?;
+                let src = &v[(i * nkv + h) * dv..][..dv];
+                let at = self.layout.v_block(layer_off, page, h) + slot * vhb;
+                encode_head(vty, src, &mut self.data[at..at + vhb])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored bytes of one K head of one written token (for tests, debugging and other
+    /// backends that copy pages).
+    pub fn k_head(&self, layer: usize, seq: usize, pos: usize, kv_head: usize) -> Result<&[u8]> {
+        let (layer_off, page, slot) = self.locate(layer, seq, pos, kv_head)?;
+        let at = self.layout.k_block(layer_off, page, kv_head) + slot * self.layout.k_head_bytes;
+        Ok(&self.data[at..at + self.layout.k_head_bytes])
+    }
+
+    /// The stored bytes of one V head of one written token.
+    pub fn v_head(&self, layer: usize, seq: usize, pos: usize, kv_head: usize) -> Result<&[u8]> {
+        let (layer_off, page, slot) = self.locate(layer, seq, pos, kv_head)?;
+        let at = self.layout.v_block(layer_off, page, kv_head) + slot * self.layout.v_head_bytes;
+        Ok(&self.data[at..at + self.layout.v_head_bytes])
+    }
+
+    fn locate(
+        &self,
+        layer: usize,
+        seq: usize,
+        pos: usize,
+        kv_head: usize,
+    ) -> Result<(usize, usize, usize)> {
+        let layer_off = self.check_layer(layer)?;
+        let written = self.written(layer, seq)?;
+        if pos >= written {
+            return Err(KvError::KeysMissing {
+                layer,
+                seq,
+                pos,
+                written,
+            });
+        }
+        if kv_head >= self.layout.config.n_kv_heads {
+            return Err(KvError::Shape(format!(
+                "KV head {kv_head} out of range: the cache has {} KV heads",
+                self.layout.config.n_kv_heads
+            )));
+        }
+        Ok((
+            layer_off,
+            self.pool.page_of(seq, pos),
+            pos % self.layout.config.page_size,
+        ))
+    }
+}

@@ -1,0 +1,273 @@
+//! The cache geometry and its exact byte formula.
+//!
+//! Storage is one byte buffer. Every cached layer owns `n_pages` pages; page `p` of a layer holds
+//! the K rows of `page_size` tokens, then their V rows, each side laid out head-major:
+//!
+//! ```text
+//! layer ─┬─ page 0 ─┬─ K: head 0: token 0 … token P-1 │ head 1: … │ … (k_head_bytes each)
+//!        │          └─ V: head 0: token 0 … token P-1 │ head 1: … │ … (v_head_bytes each)
+//!        ├─ page 1 …
+//! ```
+//!
+//! Head-major pages keep the rows one attention work item reads (one KV head) contiguous.
+//! A page id names the same slot in every cached layer, so one page table per sequence serves
+//! the whole model.
+
+use crate::error::{KvError, Result};
+use crate::types::KvType;
+
+/// What a model layer keeps in the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    /// No KV cache (e.g. a recurrent layer of a hybrid model); attention on it is an error.
+    Uncached,
+    /// Attention over every earlier position.
+    Full,
+    /// Attention over the last `window` positions only (the query's own included): a query at
+    /// position `p` sees keys at `p - window + 1 ..= p`. The layer still keeps every page (page
+    /// reuse for sliding layers is future work); the window is a mask.
+    Sliding { window: usize },
+}
+
+/// Everything that fixes the cache's size; [`KvLayout::new`] validates it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvConfig {
+    /// One entry per model layer.
+    pub layers: Vec<LayerKind>,
+    pub n_kv_heads: usize,
+    /// Values per K head before padding.
+    pub head_dim_k: usize,
+    /// Values per V head before padding.
+    pub head_dim_v: usize,
+    pub k_type: KvType,
+    pub v_type: KvType,
+    /// Tokens per page.
+    pub page_size: usize,
+    /// Pages in the pool, shared by all sequences; each cached layer has this many.
+    pub n_pages: usize,
+    /// Sequence ids are `0..max_seqs`.
+    pub max_seqs: usize,
+}
+
+impl KvConfig {
+    /// Pages that let `n_seqs` sequences hold `n_ctx` tokens in total however the tokens are
+    /// split among them: each sequence wastes less than one page in its last page, and
+    /// Σ⌈tᵢ/P⌉ ≤ ⌈Σtᵢ/P⌉ + n_seqs − 1.
+    pub fn pages_for_context(n_ctx: usize, n_seqs: usize, page_size: usize) -> usize {
+        if page_size == 0 {
+            return 0;
+        }
+        n_ctx.div_ceil(page_size) + n_seqs.saturating_sub(1)
+    }
+}
+
+/// The validated geometry: sizes of every part, and where each part lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvLayout {
+    pub config: KvConfig,
+    /// Values per K / V head after padding (turbo types: multiple of 128).
+    pub padded_dim_k: usize,
+    pub padded_dim_v: usize,
+    /// Bytes of one head of one token.
+    pub k_head_bytes: usize,
+    pub v_head_bytes: usize,
+    /// Bytes of one page of one layer (K and V of `page_size` tokens, all heads).
+    pub page_bytes: usize,
+    /// Byte offset of each layer's first page in the data buffer; `None` for uncached layers.
+    pub layer_offsets: Vec<Option<usize>>,
+    /// Bytes of page storage: cached layers × pages × page bytes.
+    pub data_bytes: usize,
+    /// Bytes of bookkeeping (page tables, free list, per-layer write marks), all allocated at
+    /// construction.
+    pub metadata_bytes: usize,
+}
+
+fn checked(what: &str, v: Option<usize>) -> Result<usize> {
+    v.ok_or_else(|| KvError::Config(format!("{what} overflows the address space")))
+}
+
+impl KvLayout {
+    pub fn new(config: &KvConfig) -> Result<KvLayout> {
+        let c = config;
+        for (name, v) in [
+            ("n_kv_heads", c.n_kv_heads),
+            ("page_size", c.page_size),
+            ("n_pages", c.n_pages),
+            ("max_seqs", c.max_seqs),
+        ] {
+            if v == 0 {
+                return Err(KvError::Config(format!("{name} is 0")));
+            }
+        }
+        if c.layers.is_empty() {
+            return Err(KvError::Config("no layers".into()));
+        }
+        // Page ids and positions are stored as u32.
+        if c.n_pages
+            .checked_mul(c.page_size)
+            .is_none_or(|n| n > u32::MAX as usize)
+        {
+            return Err(KvError::Config(format!(
+                "{} pages of {} tokens exceed the u32 page ids and positions",
+                c.n_pages, c.page_size
+            )));
+        }
+        for (i, l) in c.layers.iter().enumerate() {
+            if let LayerKind::Sliding { window: 0 } = l {
+                return Err(KvError::Config(format!("layer {i}: sliding window of 0")));
+            }
+        }
+        let padded_dim_k = c
+            .k_type
+            .padded_head_dim(c.head_dim_k)
+            .map_err(|e| KvError::Config(format!("K: {e}")))?;
+        let padded_dim_v = c
+            .v_type
+            .padded_head_dim(c.head_dim_v)
+            .map_err(|e| KvError::Config(format!("V: {e}")))?;
+        let k_head_bytes = padded_dim_k / c.k_type.block_size() * c.k_type.block_bytes();
+        let v_head_bytes = padded_dim_v / c.v_type.block_size() * c.v_type.block_bytes();
+
+        let page_bytes = checked(
+            "page size",
+            c.page_size
+                .checked_mul(c.n_kv_heads)
+                .and_then(|n| n.checked_mul(k_head_bytes + v_head_bytes)),
+        )?;
+        let layer_bytes = checked("layer size", page_bytes.checked_mul(c.n_pages))?;
+        let mut layer_offsets = Vec::with_capacity(c.layers.len());
+        let mut data_bytes = 0usize;
+        for l in &c.layers {
+            if *l == LayerKind::Uncached {
+                layer_offsets.push(None);
+            } else {
+                layer_offsets.push(Some(data_bytes));
+                data_bytes = checked("cache size", data_bytes.checked_add(layer_bytes))?;
+            }
+        }
+        let metadata_bytes = checked(
+            "metadata size",
+            metadata_words(c).and_then(|w| w.checked_mul(4)),
+        )?;
+        Ok(KvLayout {
+            config: c.clone(),
+            padded_dim_k,
+            padded_dim_v,
+            k_head_bytes,
+            v_head_bytes,
+            page_bytes,
+            layer_offsets,
+            data_bytes,
+            metadata_bytes,
+        })
+    }
+
+    /// Everything the cache allocates: page storage plus bookkeeping.
+    pub fn total_bytes(&self) -> usize {
+        self.data_bytes + self.metadata_bytes
+    }
+
+    /// Byte range of the K rows of `kv_head` in `page` of `layer` (`page_size` rows).
+    pub(crate) fn k_block(&self, layer_off: usize, page: usize, kv_head: usize) -> usize {
+        layer_off + page * self.page_bytes + kv_head * self.config.page_size * self.k_head_bytes
+    }
+
+    /// Byte offset of the V rows of `kv_head` in `page` of `layer`.
+    pub(crate) fn v_block(&self, layer_off: usize, page: usize, kv_head: usize) -> usize {
+        layer_off
+            + page * self.page_bytes
+            + self.config.page_size * self.config.n_kv_heads * self.k_head_bytes
+            + kv_head * self.config.page_size * self.v_head_bytes
+    }
+
+    /// Number of pages that hold positions `0..n_tokens`.
+    pub fn pages_for(&self, n_tokens: usize) -> usize {
+        n_tokens.div_ceil(self.config.page_size)
+    }
+}
+
+/// u32 words of bookkeeping: the free list (one per page), the page tables (one row of
+/// `n_pages` per sequence, since one sequence may take the whole pool), the reserved length of
+/// each sequence, and a written-positions mark per (sequence, layer).
+pub(crate) fn metadata_words(c: &KvConfig) -> Option<usize> {
+    let tables = c.max_seqs.checked_mul(c.n_pages)?;
+    let marks = c.max_seqs.checked_mul(c.layers.len())?;
+    c.n_pages
+        .checked_add(tables)?
+        .checked_add(c.max_seqs)?
+        .checked_add(marks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> KvConfig {
+        KvConfig {
+            layers: vec![
+                LayerKind::Full,
+                LayerKind::Uncached,
+                LayerKind::Sliding { window: 512 },
+            ],
+            n_kv_heads: 3,
+            head_dim_k: 64,
+            head_dim_v: 64,
+            k_type: KvType::Q8_0,
+            v_type: KvType::Turbo3,
+            page_size: 16,
+            n_pages: 10,
+            max_seqs: 2,
+        }
+    }
+
+    #[test]
+    fn formula_by_hand() {
+        let l = KvLayout::new(&config()).unwrap();
+        // q8_0: 64 values = 2 blocks × 34 bytes; turbo3 pads 64 → 128 = 1 block × 50 bytes.
+        assert_eq!(l.k_head_bytes, 68);
+        assert_eq!(l.v_head_bytes, 50);
+        assert_eq!(l.page_bytes, 16 * 3 * (68 + 50));
+        assert_eq!(l.data_bytes, 2 * 10 * 16 * 3 * (68 + 50));
+        assert_eq!(
+            l.layer_offsets,
+            vec![Some(0), None, Some(10 * l.page_bytes)]
+        );
+        assert_eq!(l.metadata_bytes, 4 * (10 + 2 * 10 + 2 + 2 * 3));
+        // V of head 1 in page 2 of layer 2: after the layer start, two pages, all K rows of the
+        // page and head 0's V rows.
+        assert_eq!(
+            l.v_block(l.layer_offsets[2].unwrap(), 2, 1),
+            10 * l.page_bytes + 2 * l.page_bytes + 16 * 3 * 68 + 16 * 50
+        );
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        let mut c = config();
+        c.head_dim_k = 80;
+        let e = KvLayout::new(&c).unwrap_err().to_string();
+        assert!(e.contains("multiple of 32"), "{e}");
+        let mut c = config();
+        c.layers[2] = LayerKind::Sliding { window: 0 };
+        assert!(KvLayout::new(&c).is_err());
+        let mut c = config();
+        c.n_pages = 0;
+        assert!(KvLayout::new(&c).is_err());
+        let mut c = config();
+        c.n_pages = usize::MAX / 2;
+        assert!(KvLayout::new(&c).is_err());
+    }
+
+    #[test]
+    fn pages_for_context_bounds_any_split() {
+        // 3 sequences, 100 tokens, pages of 16: worst split 33+33+34 → 3+3+3 = 9 ≤ 7 + 2.
+        assert_eq!(KvConfig::pages_for_context(100, 3, 16), 9);
+        for a in 0..=100usize {
+            for b in 0..=(100 - a) {
+                let c = 100 - a - b;
+                let need = a.div_ceil(16) + b.div_ceil(16) + c.div_ceil(16);
+                assert!(need <= 9);
+            }
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The attention kernel against the f64 reference over the cache's decoded contents.
+
+mod common;
+
+use common::*;
+use kvcache::{KvType, RayonExecutor, ALL_KV_TYPES};
+
+/// Relative-plus-absolute tolerance (see `max_err`): the kernel works in f32 and, for turbo,
+/// in the rotated domain; the reference in f64 after an f32 inverse rotation.
+const TOL: f64 = 2e-4;
+
+fn check(s: &Scenario) {
+    let b = build(s);
+    let got = run_sequential(&b);
+    let want = reference(&b, s.window);
+    let (err, at) = max_err(&got, &want);
+    assert!(
+        err < TOL,
+        "K {} V {} dk {} dv {} nkv {} group {} page {} window {:?}: error {err:.3e} at {at} (got {}, want {})",
+        s.k_type,
+        s.v_type,
+        s.head_dim_k,
+        s.head_dim_v,
+        s.n_kv_heads,
+        s.group,
+        s.page_size,
+        s.window,
+        got[at],
+        want[at]
+    );
+}
+
+#[test]
+fn every_type_pair() {
+    for k in ALL_KV_TYPES {
+        for v in ALL_KV_TYPES {
+            let mut s = Scenario::new(k, v, 64);
+            s.seed = (k.block_bytes() * 131 + v.block_bytes()) as u64;
+            check(&s);
+        }
+    }
+}
+
+#[test]
+fn head_sizes() {
+    for ty in ALL_KV_TYPES {
+        for hd in [64, 96, 128, 256] {
+            for other in [KvType::F32, ty] {
+                let mut s = Scenario::new(ty, other, hd);
+                s.seq_lens = vec![19, 40];
+                check(&s);
+                let mut s = Scenario::new(other, ty, hd);
+                s.seq_lens = vec![33];
+                check(&s);
+            }
+        }
+    }
+    // Head sizes that are not a multiple of 32: float and turbo types (80 pads to 128).
+    for ty in [
+        KvType::F32,
+        KvType::F16,
+        KvType::Bf16,
+        KvType::Turbo2,
+        KvType::Turbo3,
+        KvType::Turbo4,
+    ] {
+        for hd in [80, 72, 200] {
+            check(&Scenario::new(ty, KvType::Turbo3, hd));
+            check(&Scenario::new(KvType::Turbo4, ty, hd));
+            check(&Scenario::new(ty, KvType::F16, hd));
+        }
+    }
+}
+
+#[test]
+fn different_k_and_v_head_sizes() {
+    for (k, v) in [
+        (KvType::Turbo3, KvType::Q8_0),
+        (KvType::F16, KvType::Turbo4),
+        (KvType::Q4_0, KvType::F32),
+    ] {
+        let mut s = Scenario::new(k, v, 192);
+        s.head_dim_v = 128;
+        check(&s);
+        let mut s = Scenario::new(k, v, 64);
+        s.head_dim_v = 256;
+        check(&s);
+    }
+}
+
+#[test]
+fn gqa_ratios() {
+    for (k, v) in [
+        (KvType::F32, KvType::F32),
+        (KvType::Q8_0, KvType::F16),
+        (KvType::Turbo3, KvType::Turbo4),
+    ] {
+        for group in 1..=8 {
+            for nkv in [1, 3] {
+                let mut s = Scenario::new(k, v, 64);
+                s.group = group;
+                s.n_kv_heads = nkv;
+                s.seed = (group * 10 + nkv) as u64;
+                check(&s);
+            }
+        }
+    }
+}
+
+#[test]
+fn lengths_and_pages() {
+    for (k, v) in [
+        (KvType::F16, KvType::F16),
+        (KvType::Q4_1, KvType::Q5_0),
+        (KvType::Turbo2, KvType::Turbo3),
+        (KvType::Turbo4, KvType::Q8_0),
+    ] {
+        // (page size, sequence lengths): one key; one partial page; exactly one page; many
+        // pages with a partial last one; pages larger than a chunk; one-token pages.
+        for (page, lens) in [
+            (16, vec![1]),
+            (16, vec![1, 1, 2]),
+            (16, vec![11]),
+            (16, vec![16, 32]),
+            (8, vec![61, 3, 45]),
+            (256, vec![300, 100]),
+            (1, vec![9, 4]),
+            (100, vec![250]),
+        ] {
+            let mut s = Scenario::new(k, v, 128);
+            s.page_size = page;
+            s.n_pages = lens.iter().map(|l: &usize| l.div_ceil(page)).sum();
+            s.seq_lens = lens;
+            s.rows_per_seq = 11;
+            check(&s);
+        }
+    }
+}
+
+#[test]
+fn many_sequences_interleaved_in_the_pool() {
+    for (k, v) in [
+        (KvType::Q8_0, KvType::Q8_0),
+        (KvType::Turbo3, KvType::F16),
+        (KvType::Iq4Nl, KvType::Turbo2),
+    ] {
+        let mut s = Scenario::new(k, v, 64);
+        s.seq_lens = vec![23, 50, 1, 17, 33];
+        s.page_size = 4;
+        s.round = 3;
+        s.n_pages = s.seq_lens.iter().map(|l| l.div_ceil(4)).sum();
+        s.rows_per_seq = 7;
+        check(&s);
+    }
+}
+
+#[test]
+fn sliding_window() {
+    for (k, v) in [
+        (KvType::F32, KvType::F32),
+        (KvType::Q5_1, KvType::Bf16),
+        (KvType::Turbo4, KvType::Turbo3),
+    ] {
+        // Windows: smaller than a page, not page-aligned, larger than the sequence, 1.
+        for window in [1, 5, 13, 16, 40, 1000] {
+            let mut s = Scenario::new(k, v, 64);
+            s.page_size = 8;
+            s.n_pages = 20;
+            s.seq_lens = vec![70, 29];
+            s.rows_per_seq = 12;
+            s.window = Some(window);
+            check(&s);
+        }
+    }
+}
+
+#[test]
+fn peaky_and_flat_softmax() {
+    for q_scale in [0.0, 0.01, 1.0, 8.0, 30.0] {
+        for (k, v) in [
+            (KvType::F32, KvType::F32),
+            (KvType::Turbo3, KvType::Turbo3),
+            (KvType::Q4_0, KvType::Q4_0),
+        ] {
+            let mut s = Scenario::new(k, v, 128);
+            s.q_scale = q_scale;
+            s.seq_lens = vec![90];
+            s.page_size = 32;
+            s.n_pages = 3;
+            s.rows_per_seq = 9;
+            check(&s);
+        }
+    }
+}
+
+/// Many workers give the same bits as one: every item's arithmetic is fixed.
+#[test]
+fn parallel_equals_sequential() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    let exec = RayonExecutor::new(&pool);
+    for (k, v) in [
+        (KvType::F16, KvType::Q8_0),
+        (KvType::Turbo3, KvType::Turbo4),
+    ] {
+        let mut s = Scenario::new(k, v, 128);
+        s.seq_lens = vec![70, 45, 12];
+        s.n_pages = 12;
+        s.rows_per_seq = 20;
+        let b = build(&s);
+        let one = run_sequential(&b);
+        let many = run_kernel(&b, &exec);
+        assert_eq!(
+            one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            many.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// An f16 cache gives nearly the f32 cache's attention.
+#[test]
+fn f16_close_to_f32() {
+    for hd in [64, 128] {
+        let s32 = {
+            let mut s = Scenario::new(KvType::F32, KvType::F32, hd);
+            s.seq_lens = vec![80, 33];
+            s.n_pages = 10;
+            s
+        };
+        let mut s16 = s32.clone();
+        s16.k_type = KvType::F16;
+        s16.v_type = KvType::F16;
+        let a = run_sequential(&build(&s32));
+        let b = run_sequential(&build(&s16));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 5e-3, "head {hd}: f16 vs f32 differ by {worst}");
+        assert!(worst > 0.0, "f16 rounding must show somewhere");
+    }
+}
+
+/// Attention over a turbo K (rotated queries, table lookups) equals attention over an f32 K
+/// holding the turbo rows decoded and rotated back; likewise for V.
+#[test]
+fn turbo_equals_its_inverse_rotated_reconstruction() {
+    use kvcache::{KvCache, TokenPos};
+    for ty in [KvType::Turbo2, KvType::Turbo3, KvType::Turbo4] {
+        for hd in [64, 128, 192] {
+            let mut s = Scenario::new(ty, ty, hd);
+            s.seq_lens = vec![50, 20];
+            s.n_pages = 6;
+            let b = build(&s);
+            // An f32 cache with the reconstructed rows at the same positions.
+            let mut plain = s.clone();
+            plain.k_type = KvType::F32;
+            plain.v_type = KvType::F32;
+            let mut cache = KvCache::new(&plain.config()).unwrap();
+            let nkv = s.n_kv_heads;
+            for (seq, &len) in s.seq_lens.iter().enumerate() {
+                cache.reserve(seq, len).unwrap();
+                for layer in [1, LAYER] {
+                    for pos in 0..len {
+                        let mut k = Vec::new();
+                        let mut v = Vec::new();
+                        for h in 0..nkv {
+                            let kb = b.cache.k_head(layer, seq, pos, h).unwrap();
+                            let vb = b.cache.v_head(layer, seq, pos, h).unwrap();
+                            k.extend(reference_head(ty, kb, hd).iter().map(|&x| x as f32));
+                            v.extend(reference_head(ty, vb, hd).iter().map(|&x| x as f32));
+                        }
+                        cache
+                            .write(layer, &[TokenPos { seq, pos }], &k, &v)
+                            .unwrap();
+                    }
+                }
+            }
+            let turbo = run_sequential(&b);
+            let recon = run_kernel_on(&cache, &b, &kvcache::Sequential);
+            let worst = turbo
+                .iter()
+                .zip(&recon)
+                .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "{ty} head {hd}: {worst}");
+        }
+    }
+}
