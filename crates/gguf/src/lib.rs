@@ -11,9 +11,11 @@ mod parse;
 pub mod split;
 mod tensor;
 mod value;
+mod writer;
 
 pub use error::{ErrorKind, GgufError};
 pub use file::{GgufFile, Part};
 pub use parse::{ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH};
 pub use tensor::{TensorInfo, MAX_DIMS};
 pub use value::{Array, Metadata, Value, ValueType};
+pub use writer::GgufWriter;
