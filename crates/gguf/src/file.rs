@@ -103,6 +103,13 @@ impl GgufFile {
         Self::from_parts(vec![part])
     }
 
+    /// Like [`from_bytes`](Self::from_bytes), but tensor data may lie past the end of `bytes`
+    /// (see [`open_header_only`](Self::open_header_only)).
+    pub fn from_bytes_header_only(bytes: Vec<u8>) -> Result<GgufFile, GgufError> {
+        let part = make_part(None, Storage::Owned(bytes), 0, false)?;
+        Self::from_parts(vec![part])
+    }
+
     fn open_impl(path: &Path, check_data: bool) -> Result<GgufFile, GgufError> {
         let (first, first_tensors) = open_part(path, 0, check_data)?;
         let mut parts = vec![(first, first_tensors)];

@@ -156,15 +156,20 @@ pub(crate) fn parse(bytes: &[u8], part: usize, check_data: bool) -> Result<Heade
             })?;
         let type_at = cur.pos();
         let type_id = cur.u32(|| format!("{} (type)", what()))?;
-        let ty = GgmlType::from_id(type_id).ok_or_else(|| {
-            GgufError::at(
-                type_at,
-                ErrorKind::UnknownTensorType {
-                    name: name.into(),
-                    id: type_id,
-                },
-            )
-        })?;
+        // The TurboQuant KV types exist only in memory; their ids (41-43, from the fork)
+        // collide with newer ggml types (ggml's 41 is Q1_0), so a file claiming them is
+        // treated as using a type turbine does not know.
+        let ty = GgmlType::from_id(type_id)
+            .filter(|t| !t.is_turbo())
+            .ok_or_else(|| {
+                GgufError::at(
+                    type_at,
+                    ErrorKind::UnknownTensorType {
+                        name: name.into(),
+                        id: type_id,
+                    },
+                )
+            })?;
         let block = ty.block_size() as u64;
         let row = dims.first().copied().unwrap_or(1);
         if row % block != 0 {

@@ -167,6 +167,11 @@ impl<'a> GgufWriter<'a> {
         if self.names.contains(&name) {
             return Err(write_err(format!("duplicate tensor name '{name}'")));
         }
+        if ty.is_turbo() {
+            return Err(write_err(format!(
+                "tensor '{name}': {ty} is an in-memory KV type and has no GGUF type id"
+            )));
+        }
         if dims.len() > MAX_DIMS as usize {
             return Err(write_err(format!(
                 "tensor '{name}' has {} dimensions (at most {MAX_DIMS})",
