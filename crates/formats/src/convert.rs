@@ -3,7 +3,7 @@
 use crate::blocks::Block;
 use crate::error::{Direction, FormatError};
 use crate::types::GgmlType;
-use crate::{float, iquants, kquants, simple, turbo};
+use crate::{float, iquants, kquants, mxfp4, simple, ternary, turbo};
 
 /// True if [`dequantize`] supports `ty`.
 pub fn can_dequantize(ty: GgmlType) -> bool {
@@ -26,6 +26,9 @@ pub fn can_dequantize(ty: GgmlType) -> bool {
             | Q8K
             | Iq4Nl
             | Iq4Xs
+            | Mxfp4
+            | Tq1_0
+            | Tq2_0
             | Turbo2
             | Turbo3
             | Turbo4
@@ -52,6 +55,9 @@ pub fn can_quantize(ty: GgmlType) -> bool {
             | Q6K
             | Q8K
             | Iq4Nl
+            | Mxfp4
+            | Tq1_0
+            | Tq2_0
             | Turbo2
             | Turbo3
             | Turbo4
@@ -114,6 +120,9 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Forma
         Q8K => each_block(src, dst, kquants::dequantize_block_q8_k),
         Iq4Nl => each_block(src, dst, iquants::dequantize_block_iq4_nl),
         Iq4Xs => each_block(src, dst, iquants::dequantize_block_iq4_xs),
+        Mxfp4 => each_block(src, dst, mxfp4::dequantize_block_mxfp4),
+        Tq1_0 => each_block(src, dst, ternary::dequantize_block_tq1_0),
+        Tq2_0 => each_block(src, dst, ternary::dequantize_block_tq2_0),
         Turbo2 => each_block(src, dst, turbo::dequantize_block_turbo2),
         Turbo3 => each_block(src, dst, turbo::dequantize_block_turbo3),
         Turbo4 => each_block(src, dst, turbo::dequantize_block_turbo4),
@@ -146,6 +155,9 @@ pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), FormatE
         Q5K => each_chunk(src, dst, kquants::quantize_block_q5_k),
         Q6K => each_chunk(src, dst, kquants::quantize_block_q6_k),
         Q8K => each_chunk(src, dst, kquants::quantize_block_q8_k),
+        Mxfp4 => each_chunk(src, dst, mxfp4::quantize_block_mxfp4),
+        Tq1_0 => each_chunk(src, dst, ternary::quantize_block_tq1_0),
+        Tq2_0 => each_chunk(src, dst, ternary::quantize_block_tq2_0),
         Iq4Nl => {
             // One quantizer for the whole buffer: it carries codes across all-zero blocks.
             let mut q = iquants::Iq4NlQuantizer::new();

@@ -12,8 +12,10 @@ pub mod error;
 pub mod float;
 pub mod iquants;
 pub mod kquants;
+pub mod mxfp4;
 pub mod rotation;
 pub mod simple;
+pub mod ternary;
 pub mod turbo;
 pub mod types;
 

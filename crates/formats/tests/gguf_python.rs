@@ -28,6 +28,9 @@ const QUANTIZE_TYPES: &[GgmlType] = &[
     GgmlType::Q5_0,
     GgmlType::Q5_1,
     GgmlType::Q8_0,
+    GgmlType::Mxfp4,
+    GgmlType::Tq1_0,
+    GgmlType::Tq2_0,
 ];
 
 /// Types `gguf.quants` dequantizes that turbine dequantizes too, with the byte offsets of each
@@ -64,6 +67,9 @@ fn dequantize_types() -> Vec<(GgmlType, Vec<usize>)> {
         (GgmlType::Q6K, vec![offset_of!(BlockQ6K, d)]),
         (GgmlType::Iq4Nl, vec![offset_of!(BlockIq4Nl, d)]),
         (GgmlType::Iq4Xs, vec![offset_of!(BlockIq4Xs, d)]),
+        (GgmlType::Mxfp4, vec![]),
+        (GgmlType::Tq1_0, vec![offset_of!(BlockTq1_0, d)]),
+        (GgmlType::Tq2_0, vec![offset_of!(BlockTq2_0, d)]),
     ]
 }
 
