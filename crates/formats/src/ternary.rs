@@ -24,7 +24,7 @@ fn trit(v: f32, id: f32) -> u8 {
 
 /// Packs base-3 digits `q` (most significant first) into a byte as ⌈q · 256 / 243⌉.
 fn pack_trits(q: u8) -> u8 {
-    ((q as u16 * 256 + 242) / 243) as u8
+    (q as u16 * 256).div_ceil(243) as u8
 }
 
 /// The `n`-th trit (0 = most significant) of a packed byte.
