@@ -5,6 +5,18 @@
 //! The reference quantizers reproduce ggml's `quantize_row_*_ref` byte for byte; the
 //! dequantizers reproduce ggml's `dequantize_row_*` bit for bit. They are scalar and meant as
 //! the ground truth that fast kernels are tested against, and for conversions off the hot path.
+//!
+//! | module | types | quantize | dequantize |
+//! |---|---|---|---|
+//! | [`float`] | f32, f16, bf16 | yes | yes |
+//! | [`simple`] | q4_0, q4_1, q5_0, q5_1, q8_0, q8_1 | yes | yes |
+//! | [`kquants`] | q2_K, q3_K, q4_K, q5_K, q6_K, q8_K | yes | yes |
+//! | [`iquants`] | iq4_nl, iq4_xs | iq4_nl | yes |
+//! | [`mxfp4`], [`ternary`] | mxfp4, tq1_0, tq2_0 | yes | yes |
+//! | [`turbo`] (+ [`rotation`]) | turbo2, turbo3, turbo4 | yes | yes |
+//!
+//! [`quantize`] and [`dequantize`] dispatch on [`GgmlType`] over whole blocks; the per-block
+//! functions (`quantize_block_*`, `dequantize_block_*`) work on the [`blocks`] structs.
 
 pub mod blocks;
 mod convert;

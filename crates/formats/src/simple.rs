@@ -219,3 +219,29 @@ pub fn dequantize_block_q8_1(b: &BlockQ8_1, y: &mut [f32; QK]) {
         *y = q as f32 * d;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q8_1_sum_uses_the_unrounded_scale() {
+        let x: [f32; QK] = std::array::from_fn(|i| (i as f32 - 11.3) * 0.37);
+        let b = quantize_block_q8_1(&x);
+        let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
+        let d = absmax(&x) / 127.0;
+        assert_eq!(b.s, f16::from_f32(sum as f32 * d));
+        assert_eq!(b.qs.iter().map(|q| q.unsigned_abs()).max(), Some(127));
+        assert_eq!(quantize_block_q8_0(&x).qs, b.qs);
+    }
+
+    #[test]
+    fn all_zero_blocks_encode_to_zero() {
+        let x = [0.0f32; QK];
+        assert_eq!(quantize_block_q4_0(&x).qs, [0x88; HALF]);
+        assert_eq!(quantize_block_q8_0(&x).qs, [0; QK]);
+        let mut y = [1.0f32; QK];
+        dequantize_block_q5_1(&quantize_block_q5_1(&x), &mut y);
+        assert_eq!(y, [0.0; QK]);
+    }
+}
