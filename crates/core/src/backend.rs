@@ -1,0 +1,257 @@
+//! The backend trait: the operations a forward pass needs, on buffers the plan sized.
+//!
+//! A backend never allocates on its own during a forward pass. Everything it holds comes from
+//! [`Backend::alloc`], [`Backend::alloc_kv`] and [`Backend::load_weight`], each called with a
+//! planned [`BufferSpec`] (or a planned weight group) and recorded in the backend's
+//! [`AllocationLog`]. Operations take explicit shapes; buffers are dense row-major `f32` unless
+//! said otherwise (workspaces are raw bytes).
+//!
+//! The size functions (`*_bytes`) are pure formulas of shapes. The planner calls them before
+//! anything exists, for every shape class the engine will run, and takes the maximum.
+
+use formats::GgmlType;
+
+use crate::alloc_log::AllocationLog;
+use crate::error::CoreError;
+use crate::host_bytes::HostBytes;
+use crate::memory::DeviceMemory;
+use crate::plan::BufferSpec;
+
+/// Rotary position embedding of one layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeParams {
+    /// Leading dimensions of each head that rotate (the rest pass through).
+    pub n_rot: usize,
+    pub base: f32,
+    /// Linear position scale (1 / scaling factor); 1.0 for none.
+    pub freq_scale: f32,
+    /// NeoX layout: pairs `(i, i + n_rot/2)`; otherwise adjacent pairs `(2i, 2i+1)`.
+    pub neox: bool,
+}
+
+/// Activation of a gated feed-forward block: `act(gate) * up`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GluActivation {
+    /// SwiGLU (llama, qwen).
+    Silu,
+    /// GeGLU with the tanh approximation of GELU (gemma).
+    GeluTanh,
+}
+
+/// KV geometry of one layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KvLayerShape {
+    pub n_head_kv: usize,
+    pub head_dim_k: usize,
+    pub head_dim_v: usize,
+    /// Sliding window of the layer, if any (a cache may keep fewer tokens for such layers).
+    pub window: Option<usize>,
+}
+
+/// Everything the KV cache's size and layout depend on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvSpec {
+    pub layers: Vec<KvLayerShape>,
+    /// Token cells in total, shared by all sequences (`-c`).
+    pub n_ctx: usize,
+    /// Sequences (`-np`); each may hold up to `n_ctx / n_seq` tokens.
+    pub n_seq: usize,
+    pub type_k: GgmlType,
+    pub type_v: GgmlType,
+}
+
+impl KvSpec {
+    /// Tokens one sequence may hold.
+    pub fn cells_per_seq(&self) -> usize {
+        self.n_ctx / self.n_seq.max(1)
+    }
+}
+
+/// One attention call's shape, for workspace sizing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnShape {
+    /// Query rows (tokens) in the call.
+    pub rows: usize,
+    /// Most keys any query attends to.
+    pub n_kv: usize,
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim_k: usize,
+    pub head_dim_v: usize,
+}
+
+/// Attention of one layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnParams {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim_k: usize,
+    pub head_dim_v: usize,
+    /// Multiplies `q·k` before the softmax.
+    pub scale: f32,
+    /// Sliding window: a query at position `p` sees keys at `p - window < pos <= p`.
+    pub window: Option<usize>,
+    /// Attention-logit soft cap `c·tanh(s/c)` (gemma2); `None` for none.
+    pub softcap: Option<f32>,
+}
+
+/// A compute device. See the module documentation for the memory contract.
+pub trait Backend: Send + Sync {
+    /// A planned device buffer.
+    type Buffer: Send;
+    /// A weight tensor resident on the device.
+    type Weight: Send + Sync;
+    /// The KV cache of all layers and sequences.
+    type KvCache: Send;
+
+    /// Device name used in plans and allocation records (`"CPU"`, `"CUDA0"`).
+    fn device(&self) -> &str;
+    /// Label for the breakdown line (`"CPU"`, `"CUDA0 (NVIDIA H100 80GB HBM3)"`).
+    fn label(&self) -> String;
+    /// Total and free memory now.
+    fn memory(&self) -> Option<DeviceMemory>;
+    fn allocation_log(&self) -> &AllocationLog;
+    /// True where buffers are host memory that [`Backend::host_f32`] reads in place, so
+    /// logits need no planned host copy.
+    fn host_visible(&self) -> bool;
+
+    // ---- sizes: pure formulas, used by the planner -------------------------------------
+
+    /// Bytes this backend holds for a weight of `ty` with `n_elements` values.
+    fn weight_bytes(&self, ty: GgmlType, n_elements: u64) -> u64;
+    /// Scratch for `matmul` with weight type `ty`, inner dimension `k` and `rows` input rows.
+    fn matmul_scratch_bytes(&self, ty: GgmlType, k: usize, rows: usize) -> u64;
+    /// Bytes of the KV cache for `spec`.
+    fn kv_cache_bytes(&self, spec: &KvSpec) -> Result<u64, CoreError>;
+    /// Workspace for one `attention` call of `shape` over a cache of `type_k`/`type_v`.
+    fn attention_workspace_bytes(
+        &self,
+        type_k: GgmlType,
+        type_v: GgmlType,
+        shape: &AttnShape,
+    ) -> u64;
+
+    // ---- allocation from the plan ------------------------------------------------------
+
+    fn alloc(&self, spec: &BufferSpec) -> Result<Self::Buffer, CoreError>;
+    fn alloc_kv(&self, spec: &BufferSpec, kv: &KvSpec) -> Result<Self::KvCache, CoreError>;
+    /// Makes a weight resident. `plan_name` is the plan buffer it is counted under (weights are
+    /// planned per group, e.g. `"weights"`); `dims` are in ggml order (`dims[0]` contiguous).
+    fn load_weight(
+        &self,
+        plan_name: &str,
+        name: &str,
+        ty: GgmlType,
+        dims: &[u64],
+        data: HostBytes,
+    ) -> Result<Self::Weight, CoreError>;
+
+    // ---- operations --------------------------------------------------------------------
+
+    /// `out[i] = dequantize(table row ids[i])` (token embeddings).
+    fn get_rows(
+        &self,
+        table: &Self::Weight,
+        ids: &[u32],
+        out: &mut Self::Buffer,
+    ) -> Result<(), CoreError>;
+    /// RMS norm of rows `x_row0 .. x_row0 + rows` of `x` (rows of `n`), times `w`, into `out`
+    /// rows `0 .. rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn rms_norm(
+        &self,
+        x: &Self::Buffer,
+        x_row0: usize,
+        rows: usize,
+        n: usize,
+        w: &Self::Weight,
+        eps: f32,
+        out: &mut Self::Buffer,
+    ) -> Result<(), CoreError>;
+    /// In-place RMS norm of `rows` rows of `n` (also per-head norms: rows = tokens × heads).
+    fn rms_norm_inplace(
+        &self,
+        x: &mut Self::Buffer,
+        rows: usize,
+        n: usize,
+        w: &Self::Weight,
+        eps: f32,
+    ) -> Result<(), CoreError>;
+    /// `out[r][o] = Σ_i w[o][i] · x[r][i]` for `rows` rows; `w` has `dims = [k, n_out]`.
+    fn matmul(
+        &self,
+        w: &Self::Weight,
+        x: &Self::Buffer,
+        rows: usize,
+        out: &mut Self::Buffer,
+        scratch: &mut Self::Buffer,
+    ) -> Result<(), CoreError>;
+    /// `x[r] += bias` for `rows` rows.
+    fn add_bias(
+        &self,
+        x: &mut Self::Buffer,
+        rows: usize,
+        bias: &Self::Weight,
+    ) -> Result<(), CoreError>;
+    /// Rotates `rows` rows of `n_head` heads of `head_dim`, row `r` at `positions[r]`.
+    /// `freq_factors` (llama 3 `rope_freqs`, `n_rot / 2` values) divide each pair's angle.
+    fn rope(
+        &self,
+        x: &mut Self::Buffer,
+        n_head: usize,
+        head_dim: usize,
+        positions: &[u32],
+        rope: &RopeParams,
+        freq_factors: Option<&Self::Weight>,
+    ) -> Result<(), CoreError>;
+    /// `x[..n] *= s`.
+    fn scale(&self, x: &mut Self::Buffer, n: usize, s: f32) -> Result<(), CoreError>;
+    /// `x[..n] += y[..n]`.
+    fn add(&self, x: &mut Self::Buffer, y: &Self::Buffer, n: usize) -> Result<(), CoreError>;
+    /// `gate[..n] = act(gate) * up`.
+    fn glu(
+        &self,
+        gate: &mut Self::Buffer,
+        up: &Self::Buffer,
+        n: usize,
+        act: GluActivation,
+    ) -> Result<(), CoreError>;
+    /// `x[..n] = cap · tanh(x / cap)`.
+    fn softcap(&self, x: &mut Self::Buffer, n: usize, cap: f32) -> Result<(), CoreError>;
+
+    /// Writes K and V rows (`rows` tokens at positions `pos0..`) of `layer` for `seq`.
+    #[allow(clippy::too_many_arguments)]
+    fn kv_store(
+        &self,
+        kv: &mut Self::KvCache,
+        layer: usize,
+        seq: usize,
+        pos0: usize,
+        k: &Self::Buffer,
+        v: &Self::Buffer,
+        rows: usize,
+    ) -> Result<(), CoreError>;
+    /// Forgets the cached tokens of `seq` at positions `>= from`.
+    fn kv_truncate(&self, kv: &mut Self::KvCache, seq: usize, from: usize)
+        -> Result<(), CoreError>;
+    /// Causal attention of `rows` queries (positions `pos0..`) of `seq` over its cached keys,
+    /// the new ones included. `out` gets `rows × n_head × head_dim_v`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        kv: &Self::KvCache,
+        layer: usize,
+        seq: usize,
+        q: &Self::Buffer,
+        rows: usize,
+        pos0: usize,
+        params: &AttnParams,
+        out: &mut Self::Buffer,
+        workspace: &mut Self::Buffer,
+    ) -> Result<(), CoreError>;
+
+    /// Copies `dst.len()` floats starting at float `offset` of `buf` to the host.
+    fn read(&self, buf: &Self::Buffer, offset: usize, dst: &mut [f32]) -> Result<(), CoreError>;
+    /// The buffer's floats in place, where the device is host memory (no copy needed).
+    fn host_f32<'a>(&self, buf: &'a Self::Buffer) -> Option<&'a [f32]>;
+}

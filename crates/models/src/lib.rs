@@ -1,0 +1,17 @@
+//! Models: hyperparameters and weights from GGUF, the memory plan, and the forward pass of the
+//! llama family (llama, qwen2, qwen3) and gemma3.
+
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod hparams;
+pub mod model;
+pub mod plan;
+pub mod weights;
+
+pub use config::{parse_kv_type, RunConfig, KV_TYPES};
+pub use error::{ModelError, Result};
+pub use hparams::{Arch, HParams, SlidingWindow};
+pub use model::Model;
+pub use plan::{context_growth_allowance, kv_spec, plan_memory};
+pub use weights::{weight_descs, Weights};

@@ -1,0 +1,226 @@
+//! The memory plan of a model run: every buffer, sized by formula from the GGUF header, the
+//! run configuration and the backend's workspace formulas, before anything is allocated.
+//!
+//! Shape classes: prefill runs `n_ubatch` rows, decode one row per sequence. Activation
+//! buffers are sized at the larger row count; workspaces at the maximum of the classes.
+//! Nothing in `compute` grows with the context length: attention workspaces are per-worker
+//! tiles (see [`context_growth_allowance`] for the formula the tests assert).
+
+use formats::GgmlType;
+use gguf::GgufFile;
+use turbine_core::{AttnShape, Backend, KvLayerShape, KvSpec, MemoryPlan, Role};
+
+use crate::config::RunConfig;
+use crate::error::{ModelError, Result};
+use crate::hparams::HParams;
+use crate::weights::{check_weights, WEIGHTS_BUFFER};
+
+/// Names of the planned buffers the forward pass uses.
+pub mod names {
+    pub const KV: &str = "kv";
+    /// Residual stream: rows × n_embd.
+    pub const X: &str = "act.x";
+    /// Normed input / projection output: rows × max(n_embd, …).
+    pub const XN: &str = "act.xn";
+    pub const Q: &str = "act.q";
+    pub const K: &str = "act.k";
+    pub const V: &str = "act.v";
+    pub const ATTN: &str = "act.attn";
+    pub const GATE: &str = "act.gate";
+    pub const UP: &str = "act.up";
+    pub const LOGITS: &str = "logits";
+    pub const MATMUL_SCRATCH: &str = "matmul.scratch";
+    pub const ATTN_WORKSPACE: &str = "attn.workspace";
+    pub const POSITIONS: &str = "host.positions";
+    pub const HOST_LOGITS: &str = "host.logits";
+}
+
+/// The KV cache geometry of `hp` under `cfg`.
+pub fn kv_spec(hp: &HParams, cfg: &RunConfig) -> KvSpec {
+    KvSpec {
+        layers: (0..hp.n_layer)
+            .map(|il| KvLayerShape {
+                n_head_kv: hp.n_head_kv,
+                head_dim_k: hp.head_dim_k,
+                head_dim_v: hp.head_dim_v,
+                window: hp.layer_window(il),
+            })
+            .collect(),
+        n_ctx: cfg.n_ctx,
+        n_seq: cfg.n_seq,
+        type_k: cfg.type_k,
+        type_v: cfg.type_v,
+    }
+}
+
+fn overflow(what: &str) -> ModelError {
+    ModelError::Config(format!("{what}: size overflows"))
+}
+
+fn f32_bytes(dims: &[usize], what: &str) -> Result<u64> {
+    dims.iter()
+        .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
+        .ok_or_else(|| overflow(what))
+}
+
+/// Computes the plan. Reads only the GGUF header (tensor names, types, shapes).
+pub fn plan_memory<B: Backend>(
+    backend: &B,
+    file: &GgufFile,
+    hp: &HParams,
+    cfg: &RunConfig,
+) -> Result<MemoryPlan> {
+    let dev = backend.device().to_string();
+    let mut plan = MemoryPlan::new();
+
+    // ---- model ----
+    let present = check_weights(file, hp)?;
+    let mut weight_bytes = 0u64;
+    let mut matmuls: Vec<(GgmlType, usize)> = Vec::new();
+    for d in &present {
+        let t = file
+            .tensor(&d.name)
+            .ok_or_else(|| ModelError::MissingTensor(d.name.clone()))?;
+        weight_bytes += backend.weight_bytes(t.ty, t.n_elements());
+        if t.dims.len() == 2 && d.name != "token_embd.weight" {
+            matmuls.push((t.ty, t.dims[0] as usize));
+        }
+    }
+    if file.tensor("output.weight").is_none() {
+        // Tied output: token_embd is also a matmul weight.
+        if let Some(t) = file.tensor("token_embd.weight") {
+            matmuls.push((t.ty, t.dims[0] as usize));
+        }
+    }
+    plan.add(
+        WEIGHTS_BUFFER,
+        &dev,
+        Role::Model,
+        weight_bytes,
+        format!("{} tensors as stored in the file", present.len()),
+    )?;
+
+    // ---- context ----
+    let kv = kv_spec(hp, cfg);
+    let kv_bytes = backend.kv_cache_bytes(&kv)?;
+    plan.add(
+        names::KV,
+        &dev,
+        Role::Context,
+        kv_bytes,
+        format!(
+            "{} layers × {} cells × {} KV heads × (K {} [{}] + V {} [{}])",
+            hp.n_layer,
+            cfg.n_ctx,
+            hp.n_head_kv,
+            cfg.type_k.name(),
+            hp.head_dim_k,
+            cfg.type_v.name(),
+            hp.head_dim_v
+        ),
+    )?;
+
+    // ---- compute ----
+    let rows = cfg.max_rows();
+    let out_rows = cfg.max_output_rows();
+    let q_dim = hp.n_head * hp.head_dim_k;
+    let kv_k = hp.n_head_kv * hp.head_dim_k;
+    let kv_v = hp.n_head_kv * hp.head_dim_v;
+    let attn_dim = hp.n_head * hp.head_dim_v;
+    let acts: [(&str, usize, &str); 8] = [
+        (names::X, hp.n_embd, "n_embd"),
+        (names::XN, hp.n_embd, "n_embd"),
+        (names::Q, q_dim, "n_head × head_dim_k"),
+        (names::K, kv_k, "n_head_kv × head_dim_k"),
+        (names::V, kv_v, "n_head_kv × head_dim_v"),
+        (names::ATTN, attn_dim, "n_head × head_dim_v"),
+        (names::GATE, hp.n_ff, "n_ff"),
+        (names::UP, hp.n_ff, "n_ff"),
+    ];
+    for (name, width, what) in acts {
+        plan.add(
+            name,
+            &dev,
+            Role::Compute,
+            f32_bytes(&[rows, width], name)?,
+            format!("{rows} rows × {width} ({what}) × 4 B"),
+        )?;
+    }
+    plan.add(
+        names::LOGITS,
+        &dev,
+        Role::Compute,
+        f32_bytes(&[out_rows, hp.n_vocab], "logits")?,
+        format!("{out_rows} rows × {} vocab × 4 B", hp.n_vocab),
+    )?;
+
+    // Matmul scratch: the largest over every weight at every shape class.
+    let classes = [cfg.n_ubatch, cfg.n_seq];
+    let mut scratch = 0u64;
+    for &(ty, k) in &matmuls {
+        for &r in &classes {
+            scratch = scratch.max(backend.matmul_scratch_bytes(ty, k, r));
+        }
+    }
+    plan.add(
+        names::MATMUL_SCRATCH,
+        &dev,
+        Role::Compute,
+        scratch,
+        format!("max over weights and row classes {classes:?} of the backend formula"),
+    )?;
+
+    // Attention workspace: the largest over the shape classes (prefill: n_ubatch query rows;
+    // decode: one row per sequence), each with up to cells-per-sequence keys.
+    let mut ws = 0u64;
+    for &r in &classes {
+        let shape = AttnShape {
+            rows: r,
+            n_kv: kv.cells_per_seq(),
+            n_head: hp.n_head,
+            n_head_kv: hp.n_head_kv,
+            head_dim_k: hp.head_dim_k,
+            head_dim_v: hp.head_dim_v,
+        };
+        ws = ws.max(backend.attention_workspace_bytes(cfg.type_k, cfg.type_v, &shape));
+    }
+    plan.add(
+        names::ATTN_WORKSPACE,
+        &dev,
+        Role::Compute,
+        ws,
+        format!("max over row classes {classes:?} of the backend formula"),
+    )?;
+
+    plan.add(
+        names::POSITIONS,
+        &dev,
+        Role::Compute,
+        rows as u64 * 4,
+        format!("{rows} rows × 4 B"),
+    )?;
+    if !backend.host_visible() {
+        plan.add(
+            names::HOST_LOGITS,
+            "Host",
+            Role::Compute,
+            f32_bytes(&[out_rows, hp.n_vocab], "host logits")?,
+            format!("{out_rows} rows × {} vocab × 4 B", hp.n_vocab),
+        )?;
+    }
+    plan.notes.push(format!(
+        "shape classes: prefill {} rows, decode {} row(s); activations sized at {rows} rows",
+        cfg.n_ubatch, cfg.n_seq
+    ));
+    Ok(plan)
+}
+
+/// Compute bytes allowed to grow when the context grows from `n_ctx_small` to `n_ctx_large`
+/// with everything else fixed. For this planner the formula is **0**: activations scale with
+/// rows (ubatch, sequences), logits with rows × vocab, matmul scratch with rows × width, and
+/// attention workspaces are per-worker tiles; the context only sizes the KV cache, which is
+/// `context`, not `compute`. A backend whose attention keeps per-key scores would add
+/// `rows × n_head × (n_ctx_large − n_ctx_small) × 4` here, and the test would show it.
+pub fn context_growth_allowance(_hp: &HParams, _n_ctx_small: usize, _n_ctx_large: usize) -> u64 {
+    0
+}

@@ -1,0 +1,54 @@
+//! SmolLM2-135M-Instruct (llama arch, Q4_1) against llama.cpp's reference numbers (ASSETS.md).
+
+mod common;
+
+use common::*;
+use formats::GgmlType;
+use models::RunConfig;
+
+const MODEL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// "The capital of France is" (no BOS: add_bos_token = false).
+const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314];
+
+fn cfg(tk: GgmlType, tv: GgmlType) -> RunConfig {
+    RunConfig {
+        n_ctx: 256,
+        n_ubatch: 64,
+        n_batch: 64,
+        type_k: tk,
+        type_v: tv,
+        ..RunConfig::default()
+    }
+}
+
+#[test]
+fn first_token_logprobs_match_llama_cpp() {
+    let Some(path) = model_path(MODEL) else {
+        return;
+    };
+    let mut m = load(&path, cfg(GgmlType::F32, GgmlType::F32), 2);
+    m.forward(0, &PROMPT, false).unwrap();
+    let lp = log_softmax(m.logits(0).unwrap());
+    // llama.cpp: ' Paris' -0.259, ' the' -2.765, ' London' -4.295.
+    for (id, want) in [(7042usize, -0.259f64), (260, -2.765), (4528, -4.295)] {
+        assert!(
+            (lp[id] - want).abs() < 0.15,
+            "token {id}: log-prob {} vs llama.cpp {want}",
+            lp[id]
+        );
+    }
+    let mut order: Vec<usize> = (0..lp.len()).collect();
+    order.sort_by(|&a, &b| lp[b].total_cmp(&lp[a]));
+    assert_eq!(&order[..3], &[7042, 260, 4528]);
+}
+
+#[test]
+fn greedy_continuation_begins_paris() {
+    let Some(path) = model_path(MODEL) else {
+        return;
+    };
+    let mut m = load(&path, cfg(GgmlType::F16, GgmlType::F16), 2);
+    let out = greedy(&mut m, &PROMPT, 5);
+    // llama.cpp: " Paris.\n\nThe United States ..." = " Paris" "." "\n" "\n" "The".
+    assert_eq!(out, vec![7042, 30, 198, 198, 504], "{out:?}");
+}
