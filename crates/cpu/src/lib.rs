@@ -9,17 +9,25 @@
 mod act_quant;
 mod blocks;
 mod context;
-mod dequant;
 mod dot;
 mod error;
 mod matmul;
+mod ops;
 mod path;
 mod pool;
 
 pub use act_quant::{companion_type, quantize_row};
 pub use context::{Cpu, CpuConfig};
-pub use dequant::{dequantize_row, SUPPORTED_TYPES};
 pub use error::CpuError;
 pub use matmul::{matmul, matmul_scratch_bytes, WeightView, MATMUL_TYPES};
+pub use ops::activation::{
+    geglu_inplace, gelu_inplace, gelu_tanh_f32, silu_inplace, swiglu_inplace,
+};
+pub use ops::convert::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
+pub use ops::elementwise::{add, add_inplace, mul_inplace, scale_inplace};
+pub use ops::get_rows::get_rows;
+pub use ops::norm::{layer_norm_inplace, rms_norm, rms_norm_inplace};
+pub use ops::rope::{rope_inplace, RopeMode, RopeParams, MAX_ROPE_DIMS};
+pub use ops::softmax::softmax_inplace;
 pub use path::KernelPath;
 pub use pool::{split_range, ColumnPart, ThreadPool};

@@ -109,3 +109,87 @@ fn q8_k_follows_ggml_reference_rules() {
         }
     }
 }
+
+/// Scaled value `x * 127 / amax` is within rounding error of a half-integer.
+fn near_tie(x: f32, amax: f32) -> bool {
+    let scaled = x as f64 * 127.0 / amax as f64;
+    (scaled.abs().fract() - 0.5).abs() < 1e-5
+}
+
+/// q8_0 / q8_1 against ggml's reference quantizer (formats::quantize): scales identical,
+/// quants identical except one step at near-ties (ggml's x86 quantizer, which ours follows,
+/// scales by 127/amax and rounds ties to even; the reference multiplies by 1/d and rounds ties
+/// away from zero). q8_1's sum field must match whenever the quants do.
+#[test]
+fn q8_0_and_q8_1_match_ggml_reference_up_to_ties() {
+    let mut rng = Rng::new(11);
+    let mut rows = test_rows(&mut rng);
+    if let Some(dir) = quant_ref_dir() {
+        rows.push(read_f32(&dir.join("input.f32")));
+    }
+    for path in available_paths() {
+        let mut near = 0;
+        for x in &rows {
+            for (ty, bytes, qs) in [(GgmlType::Q8_0, 34, 2), (GgmlType::Q8_1, 36, 4)] {
+                let got = quantize(path, ty, x);
+                let want = reference_quantize(ty, x);
+                for (b, (g, w)) in got
+                    .chunks_exact(bytes)
+                    .zip(want.chunks_exact(bytes))
+                    .enumerate()
+                {
+                    assert_eq!(g[0..2], w[0..2], "{path} {ty} block {b} scale");
+                    let xb = &x[32 * b..32 * b + 32];
+                    let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    for j in 0..32 {
+                        let (gq, wq) = (g[qs + j] as i8 as i32, w[qs + j] as i8 as i32);
+                        if gq != wq {
+                            assert!(
+                                (gq - wq).abs() == 1 && near_tie(xb[j], amax),
+                                "{path} {ty} block {b} value {j}: {gq} vs reference {wq}"
+                            );
+                            near += 1;
+                        }
+                    }
+                    if ty == GgmlType::Q8_1 && g[qs..] == w[qs..] {
+                        assert_eq!(g[2..4], w[2..4], "{path} q8_1 block {b} sum");
+                    }
+                }
+            }
+        }
+        eprintln!("{path}: {near} near-tie quants differ from ggml's reference quantizer");
+    }
+}
+
+/// ggml runs the reference q8_K quantizer on x86: ours must give the same bytes.
+#[test]
+fn q8_k_is_bit_identical_to_ggml_reference() {
+    let mut rng = Rng::new(12);
+    let mut rows = test_rows(&mut rng);
+    if let Some(dir) = quant_ref_dir() {
+        rows.push(read_f32(&dir.join("input.f32")));
+    }
+    for path in available_paths() {
+        for (k, x) in rows.iter().enumerate() {
+            assert_eq!(
+                quantize(path, GgmlType::Q8K, x),
+                reference_quantize(GgmlType::Q8K, x),
+                "{path} row {k}"
+            );
+        }
+    }
+}
+
+#[test]
+fn f16_conversion_matches_reference() {
+    let mut rng = Rng::new(13);
+    let mut x = rng.vec(1000, 3.0);
+    x.extend([0.0, -0.0, 65504.0, 70000.0, 1e-8, -1e-5, f32::INFINITY]);
+    for path in available_paths() {
+        assert_eq!(
+            quantize(path, GgmlType::F16, &x),
+            reference_quantize(GgmlType::F16, &x),
+            "{path}"
+        );
+    }
+}

@@ -81,20 +81,22 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// ggml's reference block vectors (`testdata/quant-ref`), or `None` (after printing why) when
-/// they are absent and assets are not required. `TURBINE_QUANT_REF` may point elsewhere.
+/// ggml's reference block vectors: `$TURBINE_TESTDATA/quant-ref`, by default
+/// `<workspace root>/../shared/testdata/quant-ref` (the convention of the formats tests), or
+/// `None` (after printing why) when absent and assets are not required.
 pub fn quant_ref_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("TURBINE_QUANT_REF")
+    let base = std::env::var_os("TURBINE_TESTDATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("testdata/quant-ref"));
-    if dir.join("input.f32").exists() {
+        .unwrap_or_else(|| workspace_root().join("../shared/testdata"));
+    let dir = base.join("quant-ref");
+    if dir.join("input.f32").is_file() {
         return Some(dir);
     }
     if std::env::var("TURBINE_REQUIRE_ASSETS").as_deref() == Ok("1") {
         panic!("{} is missing and TURBINE_REQUIRE_ASSETS=1", dir.display());
     }
     eprintln!(
-        "skipped: {} not found (ggml reference vectors; set TURBINE_QUANT_REF)",
+        "skipped: {} not found (ggml reference vectors; set TURBINE_TESTDATA)",
         dir.display()
     );
     None
@@ -108,12 +110,18 @@ pub fn read_f32(path: &std::path::Path) -> Vec<f32> {
         .collect()
 }
 
-/// Reference dequantization used by the kernel tests. Until `formats::dequantize` lands this is
-/// the crate's own scalar dequantizer, which `dequant_ggml.rs` checks bit-exactly against
-/// ggml's bytes.
+/// Reference dequantization: the formats crate's scalar dequantizers (checked there bit for
+/// bit against ggml's own output).
 pub fn dequant(ty: GgmlType, bytes: &[u8], n: usize) -> Vec<f32> {
     let mut out = vec![0f32; n];
-    cpu::dequantize_row(ty, bytes, &mut out).expect("reference dequantize");
+    formats::dequantize(ty, bytes, &mut out).expect("reference dequantize");
+    out
+}
+
+/// Reference quantization (formats' ports of ggml's `quantize_row_*_ref`).
+pub fn reference_quantize(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+    let mut out = vec![0u8; ty.bytes_for(x.len() as u64).unwrap() as usize];
+    formats::quantize(ty, x, &mut out).expect("reference quantize");
     out
 }
 
