@@ -17,6 +17,9 @@ use crate::host_bytes::HostBytes;
 use crate::memory::DeviceMemory;
 use crate::plan::BufferSpec;
 
+/// One row of a batch: its sequence and position (the KV cache's row descriptor).
+pub use kvcache::TokenPos;
+
 /// Rotary position embedding of one layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RopeParams {
@@ -114,6 +117,15 @@ pub trait Backend: Send + Sync {
     /// True where buffers are host memory that [`Backend::host_f32`] reads in place, so
     /// logits need no planned host copy.
     fn host_visible(&self) -> bool;
+    /// The device name host-side buffers are planned under: this device when it is host
+    /// memory, else `"Host"`.
+    fn host_device(&self) -> &str {
+        if self.host_visible() {
+            self.device()
+        } else {
+            "Host"
+        }
+    }
 
     // ---- sizes: pure formulas, used by the planner -------------------------------------
 
@@ -129,7 +141,7 @@ pub trait Backend: Send + Sync {
         type_k: GgmlType,
         type_v: GgmlType,
         shape: &AttnShape,
-    ) -> u64;
+    ) -> Result<u64, CoreError>;
 
     // ---- allocation from the plan ------------------------------------------------------
 
@@ -193,14 +205,14 @@ pub trait Backend: Send + Sync {
         rows: usize,
         bias: &Self::Weight,
     ) -> Result<(), CoreError>;
-    /// Rotates `rows` rows of `n_head` heads of `head_dim`, row `r` at `positions[r]`.
+    /// Rotates the rows of `n_head` heads of `head_dim`, row `r` at `positions[r]`.
     /// `freq_factors` (llama 3 `rope_freqs`, `n_rot / 2` values) divide each pair's angle.
     fn rope(
         &self,
         x: &mut Self::Buffer,
         n_head: usize,
         head_dim: usize,
-        positions: &[u32],
+        positions: &[i32],
         rope: &RopeParams,
         freq_factors: Option<&Self::Weight>,
     ) -> Result<(), CoreError>;
@@ -219,32 +231,35 @@ pub trait Backend: Send + Sync {
     /// `x[..n] = cap · tanh(x / cap)`.
     fn softcap(&self, x: &mut Self::Buffer, n: usize, cap: f32) -> Result<(), CoreError>;
 
-    /// Writes K and V rows (`rows` tokens at positions `pos0..`) of `layer` for `seq`.
-    #[allow(clippy::too_many_arguments)]
+    /// Makes positions `0..n_tokens` of `seq` writable (call once per forward pass, before
+    /// the layers store their rows). Fails, changing nothing, when the cache is full.
+    fn kv_reserve(
+        &self,
+        kv: &mut Self::KvCache,
+        seq: usize,
+        n_tokens: usize,
+    ) -> Result<(), CoreError>;
+    /// Writes the K and V rows of `rows` (one per token: sequence and position) of `layer`.
     fn kv_store(
         &self,
         kv: &mut Self::KvCache,
         layer: usize,
-        seq: usize,
-        pos0: usize,
+        rows: &[TokenPos],
         k: &Self::Buffer,
         v: &Self::Buffer,
-        rows: usize,
     ) -> Result<(), CoreError>;
     /// Forgets the cached tokens of `seq` at positions `>= from`.
     fn kv_truncate(&self, kv: &mut Self::KvCache, seq: usize, from: usize)
         -> Result<(), CoreError>;
-    /// Causal attention of `rows` queries (positions `pos0..`) of `seq` over its cached keys,
-    /// the new ones included. `out` gets `rows × n_head × head_dim_v`.
+    /// Causal attention of the query rows `rows` (sequence, position) over their sequences'
+    /// cached keys, the new ones included. `out` gets `rows × n_head × head_dim_v`.
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         kv: &Self::KvCache,
         layer: usize,
-        seq: usize,
+        rows: &[TokenPos],
         q: &Self::Buffer,
-        rows: usize,
-        pos0: usize,
         params: &AttnParams,
         out: &mut Self::Buffer,
         workspace: &mut Self::Buffer,

@@ -23,5 +23,7 @@ pub enum CoreError {
     #[error("KV cache: {0}")]
     Kv(String),
     #[error("{0}")]
+    Kernel(String),
+    #[error("{0}")]
     Shape(String),
 }

@@ -16,7 +16,7 @@ pub mod plan;
 
 pub use alloc_log::{AllocationLog, AllocationRecord};
 pub use backend::{
-    AttnParams, AttnShape, Backend, GluActivation, KvLayerShape, KvSpec, RopeParams,
+    AttnParams, AttnShape, Backend, GluActivation, KvLayerShape, KvSpec, RopeParams, TokenPos,
 };
 pub use error::CoreError;
 pub use host_bytes::HostBytes;

@@ -8,7 +8,7 @@
 //!   residual add, GeGLU (tanh GELU), sliding-window layers with their own RoPE base, and a
 //!   query scale from its config.
 
-use turbine_core::{AttnParams, Backend, GluActivation};
+use turbine_core::{AttnParams, Backend, GluActivation, TokenPos};
 
 use crate::error::Result;
 use crate::hparams::{Arch, HParams};
@@ -31,11 +31,11 @@ pub struct Activations<Buf> {
 
 /// What one `forward` call works on.
 pub struct Step<'a> {
-    pub seq: usize,
     pub tokens: &'a [u32],
-    /// Position of `tokens[0]`; row `r` is at `pos0 + r` (also in `positions`).
-    pub pos0: usize,
-    pub positions: &'a [u32],
+    /// Sequence and position of every row.
+    pub rows: &'a [TokenPos],
+    /// The same positions for RoPE.
+    pub positions: &'a [i32],
     pub logits_all: bool,
 }
 
@@ -135,7 +135,7 @@ fn layer<B: Backend>(
         &rope,
         freqs,
     )?;
-    b.kv_store(kv, il, step.seq, step.pos0, &act.k, &act.v, n)?;
+    b.kv_store(kv, il, step.rows, &act.k, &act.v)?;
     let params = AttnParams {
         n_head: hp.n_head,
         n_head_kv: hp.n_head_kv,
@@ -148,10 +148,8 @@ fn layer<B: Backend>(
     b.attention(
         kv,
         il,
-        step.seq,
+        step.rows,
         &act.q,
-        n,
-        step.pos0,
         &params,
         &mut act.attn,
         &mut act.workspace,

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use gguf::GgufFile;
-use turbine_core::{Backend, BufferSpec, MemoryPlan, Role};
+use turbine_core::{Backend, BufferSpec, MemoryPlan, Role, TokenPos};
 
 use crate::config::RunConfig;
 use crate::error::{ModelError, Result};
@@ -22,7 +22,9 @@ pub struct Model<B: Backend> {
     act: Activations<B::Buffer>,
     kv: B::KvCache,
     /// Host positions of the current step (planned: `host.positions`).
-    positions: Vec<u32>,
+    positions: Vec<i32>,
+    /// (sequence, position) of each row of the current step (planned: `host.rows`).
+    rows: Vec<TokenPos>,
     /// Host copy of the logits where the backend's memory is not host memory.
     host_logits: Option<Vec<f32>>,
     /// Logit rows of the last forward pass.
@@ -42,6 +44,20 @@ impl<B: Backend> Model<B> {
         let cfg = cfg.validated()?;
         let hp = HParams::from_gguf(&file)?;
         let plan = plan_memory(backend.as_ref(), &file, &hp, &cfg)?;
+        Model::load_planned(backend, file, hp, cfg, plan)
+    }
+
+    /// Allocates the model's buffers as `plan` sizes them. `plan` must come from
+    /// [`plan_memory`] for the same file, hyperparameters and configuration (a caller such as
+    /// the engine may have added buffers of its own).
+    pub fn load_planned(
+        backend: Arc<B>,
+        file: Arc<GgufFile>,
+        hp: HParams,
+        cfg: RunConfig,
+        plan: MemoryPlan,
+    ) -> Result<Model<B>> {
+        let cfg = cfg.validated()?;
         let b = backend.as_ref();
         let weights = Weights::load(b, &file, &hp)?;
         let kv = b.alloc_kv(planned(&plan, names::KV)?, &kv_spec(&hp, &cfg))?;
@@ -59,15 +75,20 @@ impl<B: Backend> Model<B> {
             scratch: alloc(names::MATMUL_SCRATCH)?,
             workspace: alloc(names::ATTN_WORKSPACE)?,
         };
-        let rows = cfg.max_rows();
-        let positions = Vec::with_capacity(rows);
-        let pos_spec = planned(&plan, names::POSITIONS)?;
-        b.allocation_log().record(
-            &pos_spec.name,
-            &pos_spec.device,
-            Role::Compute,
-            (positions.capacity() * 4) as u64,
-        );
+        let max_rows = cfg.max_rows();
+        let positions: Vec<i32> = Vec::with_capacity(max_rows);
+        let rows: Vec<TokenPos> = Vec::with_capacity(max_rows);
+        for (name, bytes) in [
+            (names::POSITIONS, positions.capacity() * 4),
+            (
+                names::ROWS,
+                rows.capacity() * std::mem::size_of::<TokenPos>(),
+            ),
+        ] {
+            let spec = planned(&plan, name)?;
+            b.allocation_log()
+                .record(&spec.name, &spec.device, Role::Compute, bytes as u64);
+        }
         let host_logits = match plan.get(names::HOST_LOGITS) {
             Some(spec) => {
                 let v: Vec<f32> = vec![0.0; cfg.max_output_rows() * hp.n_vocab];
@@ -91,6 +112,7 @@ impl<B: Backend> Model<B> {
             act,
             kv,
             positions,
+            rows,
             host_logits,
             logit_rows: 0,
         })
@@ -172,11 +194,14 @@ impl<B: Backend> Model<B> {
             )));
         }
         self.positions.clear();
-        self.positions.extend((pos0..pos0 + n).map(|p| p as u32));
+        self.positions.extend((pos0..pos0 + n).map(|p| p as i32));
+        self.rows.clear();
+        self.rows
+            .extend((pos0..pos0 + n).map(|pos| TokenPos { seq, pos }));
+        self.backend.kv_reserve(&mut self.kv, seq, pos0 + n)?;
         let step = Step {
-            seq,
             tokens,
-            pos0,
+            rows: &self.rows,
             positions: &self.positions,
             logits_all,
         };

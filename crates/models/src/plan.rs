@@ -31,7 +31,10 @@ pub mod names {
     pub const LOGITS: &str = "logits";
     pub const MATMUL_SCRATCH: &str = "matmul.scratch";
     pub const ATTN_WORKSPACE: &str = "attn.workspace";
+    /// RoPE positions of the rows of a forward pass.
     pub const POSITIONS: &str = "host.positions";
+    /// (sequence, position) of the rows of a forward pass, for the KV cache.
+    pub const ROWS: &str = "host.rows";
     pub const HOST_LOGITS: &str = "host.logits";
 }
 
@@ -182,7 +185,7 @@ pub fn plan_memory<B: Backend>(
             head_dim_k: hp.head_dim_k,
             head_dim_v: hp.head_dim_v,
         };
-        ws = ws.max(backend.attention_workspace_bytes(cfg.type_k, cfg.type_v, &shape));
+        ws = ws.max(backend.attention_workspace_bytes(cfg.type_k, cfg.type_v, &shape)?);
     }
     plan.add(
         names::ATTN_WORKSPACE,
@@ -192,17 +195,26 @@ pub fn plan_memory<B: Backend>(
         format!("max over row classes {classes:?} of the backend formula"),
     )?;
 
+    let host = backend.host_device().to_string();
     plan.add(
         names::POSITIONS,
-        &dev,
+        &host,
         Role::Compute,
         rows as u64 * 4,
         format!("{rows} rows × 4 B"),
     )?;
+    let row_bytes = std::mem::size_of::<turbine_core::TokenPos>();
+    plan.add(
+        names::ROWS,
+        &host,
+        Role::Compute,
+        (rows * row_bytes) as u64,
+        format!("{rows} rows × {row_bytes} B"),
+    )?;
     if !backend.host_visible() {
         plan.add(
             names::HOST_LOGITS,
-            "Host",
+            &host,
             Role::Compute,
             f32_bytes(&[out_rows, hp.n_vocab], "host logits")?,
             format!("{out_rows} rows × {} vocab × 4 B", hp.n_vocab),

@@ -31,6 +31,7 @@ fn first_token_logprobs_match_llama_cpp() {
     let lp = log_softmax(m.logits(0).unwrap());
     // llama.cpp: ' Paris' -0.259, ' the' -2.765, ' London' -4.295.
     for (id, want) in [(7042usize, -0.259f64), (260, -2.765), (4528, -4.295)] {
+        eprintln!("token {id}: {:.4} (llama.cpp {want})", lp[id]);
         assert!(
             (lp[id] - want).abs() < 0.15,
             "token {id}: log-prob {} vs llama.cpp {want}",

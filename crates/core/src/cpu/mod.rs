@@ -1,60 +1,93 @@
-//! The CPU backend: weights in the memory-mapped file, planned host buffers, a fixed thread
-//! pool of `-t` threads.
+//! The CPU backend: weights in the memory-mapped file, planned host buffers, the `cpu` crate's
+//! kernels on one persistent pool of `-t` threads, and the `kvcache` crate's paged cache.
 
 mod buffer;
+mod exec;
 mod kv;
-mod matmul;
-mod ops;
 mod weight;
 
 pub use buffer::CpuBuffer;
-pub use kv::CpuKvCache;
+pub use kv::{CpuKvCache, PAGE_SIZE};
 pub use weight::CpuWeight;
 
+use cpu::{Cpu, CpuConfig, KernelPath, RopeMode, WeightView};
 use formats::GgmlType;
+use kvcache::{attention_workspace_bytes, AttentionInput, AttentionShape, KvCache};
 
 use crate::alloc_log::AllocationLog;
-use crate::backend::{AttnParams, AttnShape, Backend, GluActivation, KvSpec, RopeParams};
+use crate::backend::{AttnParams, AttnShape, Backend, GluActivation, KvSpec, RopeParams, TokenPos};
 use crate::error::CoreError;
 use crate::host_bytes::HostBytes;
 use crate::memory::{host_memory, DeviceMemory};
 use crate::plan::{BufferSpec, Role};
+use exec::PoolExecutor;
+use kv::{kv_config, kv_err};
 
 pub const DEVICE: &str = "CPU";
 
 pub struct CpuBackend {
-    pool: rayon::ThreadPool,
-    n_threads: usize,
+    cpu: Cpu,
     log: AllocationLog,
 }
 
+fn k_err(e: cpu::CpuError) -> CoreError {
+    CoreError::Kernel(e.to_string())
+}
+
+fn view(w: &CpuWeight) -> WeightView<'_> {
+    WeightView {
+        ty: w.ty,
+        bytes: w.data.as_slice(),
+        rows: w.n_rows,
+        cols: w.row_len,
+    }
+}
+
 impl CpuBackend {
+    /// Starts `n_threads` threads (the caller included) on the best kernel path.
     pub fn new(n_threads: usize) -> Result<CpuBackend, CoreError> {
-        let n_threads = n_threads.max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(n_threads)
-            .thread_name(|i| format!("turbine-cpu-{i}"))
-            .build()
-            .map_err(|e| CoreError::Shape(format!("cannot start {n_threads} CPU threads: {e}")))?;
-        Ok(CpuBackend {
-            pool,
+        CpuBackend::with_path(n_threads, None)
+    }
+
+    /// Like [`CpuBackend::new`] with a forced kernel path (tests compare paths).
+    pub fn with_path(n_threads: usize, path: Option<KernelPath>) -> Result<CpuBackend, CoreError> {
+        let cpu = Cpu::new(&CpuConfig {
             n_threads,
+            kernel_path: path,
+        })
+        .map_err(k_err)?;
+        Ok(CpuBackend {
+            cpu,
             log: AllocationLog::new(),
         })
     }
 
     pub fn n_threads(&self) -> usize {
-        self.n_threads
+        self.cpu.pool().n_threads()
     }
 
-    /// Tokens cached for `seq`.
-    pub fn kv_len(kv: &CpuKvCache, seq: usize) -> usize {
-        kv.seq_len(seq)
+    pub fn kernel_path(&self) -> KernelPath {
+        self.cpu.path()
     }
-}
 
-fn shape_err(op: &str, detail: String) -> CoreError {
-    CoreError::Shape(format!("{op}: {detail}"))
+    fn attn_shape(
+        &self,
+        spec_k: GgmlType,
+        spec_v: GgmlType,
+        s: &AttnShape,
+    ) -> Result<AttentionShape, CoreError> {
+        Ok(AttentionShape {
+            k_type: kvcache::KvType::from_ggml(spec_k).map_err(kv_err)?,
+            v_type: kvcache::KvType::from_ggml(spec_v).map_err(kv_err)?,
+            head_dim_k: s.head_dim_k,
+            head_dim_v: s.head_dim_v,
+            n_kv_heads: s.n_head_kv,
+            n_heads: s.n_head,
+            max_rows: s.rows,
+            n_workers: self.n_threads(),
+            path: kvcache::KernelPath::best(),
+        })
+    }
 }
 
 impl Backend for CpuBackend {
@@ -87,13 +120,13 @@ impl Backend for CpuBackend {
         ty.bytes_for(n_elements).unwrap_or(0)
     }
 
-    fn matmul_scratch_bytes(&self, _ty: GgmlType, _k: usize, _rows: usize) -> u64 {
-        // The stand-in dequantizes one block at a time on the stack.
-        0
+    fn matmul_scratch_bytes(&self, ty: GgmlType, k: usize, rows: usize) -> u64 {
+        // Activations quantized to the weight type's companion format.
+        cpu::matmul_scratch_bytes(ty, k, rows) as u64
     }
 
     fn kv_cache_bytes(&self, spec: &KvSpec) -> Result<u64, CoreError> {
-        kv::cache_bytes(spec)
+        Ok(KvCache::bytes_required(&kv_config(spec)?).map_err(kv_err)? as u64)
     }
 
     fn attention_workspace_bytes(
@@ -101,12 +134,10 @@ impl Backend for CpuBackend {
         type_k: GgmlType,
         type_v: GgmlType,
         shape: &AttnShape,
-    ) -> u64 {
-        // Per worker: the (rotated) query, one dequantized K and V head, the accumulator.
-        // Independent of the context length and of the number of rows.
-        (self.n_threads * kv::worker_floats(type_k, type_v, shape.head_dim_k, shape.head_dim_v))
-            as u64
-            * 4
+    ) -> Result<u64, CoreError> {
+        // Per-worker tiles (plus split-K partials): independent of the context length.
+        let s = self.attn_shape(type_k, type_v, shape)?;
+        Ok(attention_workspace_bytes(&s).map_err(kv_err)? as u64)
     }
 
     fn alloc(&self, spec: &BufferSpec) -> Result<CpuBuffer, CoreError> {
@@ -116,9 +147,14 @@ impl Backend for CpuBackend {
     }
 
     fn alloc_kv(&self, spec: &BufferSpec, kv: &KvSpec) -> Result<CpuKvCache, CoreError> {
-        CpuKvCache::new(&spec.name, kv, |bytes| {
-            self.log.record(&spec.name, DEVICE, spec.role, bytes)
-        })
+        let cache = KvCache::new(&kv_config(kv)?).map_err(kv_err)?;
+        self.log.record(
+            &spec.name,
+            DEVICE,
+            spec.role,
+            cache.allocated_bytes() as u64,
+        );
+        Ok(CpuKvCache { cache })
     }
 
     fn load_weight(
@@ -141,24 +177,8 @@ impl Backend for CpuBackend {
         ids: &[u32],
         out: &mut CpuBuffer,
     ) -> Result<(), CoreError> {
-        let n = table.row_len;
-        let dst = out.f32_prefix_mut(ids.len() * n)?;
-        for (i, &id) in ids.iter().enumerate() {
-            let id = id as usize;
-            if id >= table.n_rows {
-                return Err(shape_err(
-                    "get_rows",
-                    format!("token id {id} outside the vocabulary of {}", table.n_rows),
-                ));
-            }
-            formats::dequantize(table.ty, table.row(id), &mut dst[i * n..(i + 1) * n]).map_err(
-                |e| CoreError::Weight {
-                    name: table.name.clone(),
-                    reason: e.to_string(),
-                },
-            )?;
-        }
-        Ok(())
+        let dst = out.f32_prefix_mut(ids.len() * table.row_len)?;
+        cpu::get_rows(&view(table), ids, dst).map_err(k_err)
     }
 
     fn rms_norm(
@@ -171,24 +191,9 @@ impl Backend for CpuBackend {
         eps: f32,
         out: &mut CpuBuffer,
     ) -> Result<(), CoreError> {
-        let g = w.f32_values()?;
-        if g.len() != n {
-            return Err(shape_err(
-                "rms_norm",
-                format!("{} has {} values, rows have {n}", w.name, g.len()),
-            ));
-        }
-        let src = x.f32_prefix((x_row0 + rows) * n)?;
+        let src = &x.f32_prefix((x_row0 + rows) * n)?[x_row0 * n..];
         let dst = out.f32_prefix_mut(rows * n)?;
-        for r in 0..rows {
-            ops::rms_norm_row(
-                &src[(x_row0 + r) * n..(x_row0 + r + 1) * n],
-                g,
-                eps,
-                &mut dst[r * n..(r + 1) * n],
-            );
-        }
-        Ok(())
+        cpu::rms_norm(&self.cpu, src, n, Some(w.f32_values()?), eps, dst).map_err(k_err)
     }
 
     fn rms_norm_inplace(
@@ -199,18 +204,8 @@ impl Backend for CpuBackend {
         w: &CpuWeight,
         eps: f32,
     ) -> Result<(), CoreError> {
-        let g = w.f32_values()?;
-        if g.len() != n {
-            return Err(shape_err(
-                "rms_norm",
-                format!("{} has {} values, rows have {n}", w.name, g.len()),
-            ));
-        }
         let data = x.f32_prefix_mut(rows * n)?;
-        for row in data.chunks_exact_mut(n) {
-            ops::rms_norm_row_inplace(row, g, eps);
-        }
-        Ok(())
+        cpu::rms_norm_inplace(&self.cpu, data, n, Some(w.f32_values()?), eps).map_err(k_err)
     }
 
     fn matmul(
@@ -219,11 +214,12 @@ impl Backend for CpuBackend {
         x: &CpuBuffer,
         rows: usize,
         out: &mut CpuBuffer,
-        _scratch: &mut CpuBuffer,
+        scratch: &mut CpuBuffer,
     ) -> Result<(), CoreError> {
         let xs = x.f32_prefix(rows * w.row_len)?;
         let os = out.f32_prefix_mut(rows * w.n_rows)?;
-        matmul::matmul(&self.pool, w, xs, rows, os)
+        cpu::matmul(&self.cpu, &view(w), xs, rows, os, scratch.as_bytes_mut())
+            .map_err(|e| CoreError::Kernel(format!("{}: {e}", w.name)))
     }
 
     fn add_bias(&self, x: &mut CpuBuffer, rows: usize, bias: &CpuWeight) -> Result<(), CoreError> {
@@ -242,49 +238,33 @@ impl Backend for CpuBackend {
         x: &mut CpuBuffer,
         n_head: usize,
         head_dim: usize,
-        positions: &[u32],
+        positions: &[i32],
         rope: &RopeParams,
         freq_factors: Option<&CpuWeight>,
     ) -> Result<(), CoreError> {
-        let n = n_head * head_dim;
+        let data = x.f32_prefix_mut(positions.len() * n_head * head_dim)?;
+        let mode = if rope.neox {
+            RopeMode::Neox
+        } else {
+            RopeMode::Normal
+        };
+        let mut p = cpu::RopeParams::new(rope.n_rot, mode, rope.base);
+        p.freq_scale = rope.freq_scale;
         let factors = match freq_factors {
-            Some(w) => {
-                let f = w.f32_values()?;
-                if f.len() != rope.n_rot / 2 {
-                    return Err(shape_err(
-                        "rope",
-                        format!(
-                            "{} has {} values, expected {}",
-                            w.name,
-                            f.len(),
-                            rope.n_rot / 2
-                        ),
-                    ));
-                }
-                Some(f)
-            }
+            Some(w) => Some(w.f32_values()?),
             None => None,
         };
-        let data = x.f32_prefix_mut(positions.len() * n)?;
-        for (row, &pos) in data.chunks_exact_mut(n).zip(positions) {
-            ops::rope_row(row, n_head, head_dim, pos, rope, factors)?;
-        }
-        Ok(())
+        cpu::rope_inplace(&self.cpu, data, n_head, head_dim, positions, &p, factors).map_err(k_err)
     }
 
     fn scale(&self, x: &mut CpuBuffer, n: usize, s: f32) -> Result<(), CoreError> {
-        for v in x.f32_prefix_mut(n)? {
-            *v *= s;
-        }
+        cpu::scale_inplace(&self.cpu, x.f32_prefix_mut(n)?, s);
         Ok(())
     }
 
     fn add(&self, x: &mut CpuBuffer, y: &CpuBuffer, n: usize) -> Result<(), CoreError> {
         let ys = y.f32_prefix(n)?;
-        for (a, &b) in x.f32_prefix_mut(n)?.iter_mut().zip(ys) {
-            *a += b;
-        }
-        Ok(())
+        cpu::add_inplace(&self.cpu, x.f32_prefix_mut(n)?, ys).map_err(k_err)
     }
 
     fn glu(
@@ -295,8 +275,12 @@ impl Backend for CpuBackend {
         act: GluActivation,
     ) -> Result<(), CoreError> {
         let u = up.f32_prefix(n)?;
-        ops::glu(gate.f32_prefix_mut(n)?, u, act);
-        Ok(())
+        let g = gate.f32_prefix_mut(n)?;
+        match act {
+            GluActivation::Silu => cpu::swiglu_inplace(&self.cpu, g, u),
+            GluActivation::GeluTanh => cpu::geglu_inplace(&self.cpu, g, u),
+        }
+        .map_err(k_err)
     }
 
     fn softcap(&self, x: &mut CpuBuffer, n: usize, cap: f32) -> Result<(), CoreError> {
@@ -306,46 +290,66 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn kv_reserve(
+        &self,
+        kv: &mut CpuKvCache,
+        seq: usize,
+        n_tokens: usize,
+    ) -> Result<(), CoreError> {
+        kv.cache.reserve(seq, n_tokens).map_err(kv_err)
+    }
+
     fn kv_store(
         &self,
         kv: &mut CpuKvCache,
         layer: usize,
-        seq: usize,
-        pos0: usize,
+        rows: &[TokenPos],
         k: &CpuBuffer,
         v: &CpuBuffer,
-        rows: usize,
     ) -> Result<(), CoreError> {
-        kv.store(layer, seq, pos0, k.f32(), v.f32(), rows)
+        let c = kv.cache.config();
+        let ks = k.f32_prefix(rows.len() * c.n_kv_heads * c.head_dim_k)?;
+        let vs = v.f32_prefix(rows.len() * c.n_kv_heads * c.head_dim_v)?;
+        kv.cache.write(layer, rows, ks, vs).map_err(kv_err)
     }
 
     fn kv_truncate(&self, kv: &mut CpuKvCache, seq: usize, from: usize) -> Result<(), CoreError> {
-        kv.truncate(seq, from)
+        kv.cache.truncate(seq, from).map_err(kv_err)
     }
 
     fn attention(
         &self,
         kv: &CpuKvCache,
         layer: usize,
-        seq: usize,
+        rows: &[TokenPos],
         q: &CpuBuffer,
-        rows: usize,
-        pos0: usize,
         params: &AttnParams,
         out: &mut CpuBuffer,
         workspace: &mut CpuBuffer,
     ) -> Result<(), CoreError> {
-        kv.attention(
-            &self.pool,
+        if params.softcap.is_some() {
+            return Err(CoreError::Kv(
+                "attention logit soft-capping is not supported".into(),
+            ));
+        }
+        let n = rows.len();
+        let input = AttentionInput {
             layer,
-            seq,
-            q.f32(),
-            rows,
-            pos0,
-            params,
-            out.f32_mut(),
-            workspace.f32_mut(),
-        )
+            tokens: rows,
+            q: q.f32_prefix(n * params.n_head * params.head_dim_k)?,
+            n_heads: params.n_head,
+            scale: params.scale,
+        };
+        let o = out.f32_prefix_mut(n * params.n_head * params.head_dim_v)?;
+        // The window is the cache's per-layer configuration (from the same hyperparameters).
+        kv.cache
+            .attend(
+                &input,
+                o,
+                &PoolExecutor(self.cpu.pool()),
+                workspace.f32_mut(),
+            )
+            .map_err(kv_err)
     }
 
     fn read(&self, buf: &CpuBuffer, offset: usize, dst: &mut [f32]) -> Result<(), CoreError> {
