@@ -29,8 +29,8 @@ mod pool;
 mod types;
 
 pub use attention::{
-    attention_workspace_bytes, attention_workspace_floats, AttentionInput, AttentionShape, CHUNK,
-    TILE_ROWS,
+    attention_workspace_bytes, attention_workspace_floats, AttentionInput, AttentionShape,
+    KernelPath, CHUNK, MAX_VECS,
 };
 pub use cache::{KvCache, TokenPos};
 pub use error::{KvError, Result};

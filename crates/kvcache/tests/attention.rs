@@ -3,31 +3,45 @@
 mod common;
 
 use common::*;
-use kvcache::{KvType, RayonExecutor, ALL_KV_TYPES};
+use kvcache::{KernelPath, KvType, RayonExecutor, Sequential, ALL_KV_TYPES};
 
 /// Relative-plus-absolute tolerance (see `max_err`): the kernel works in f32 and, for turbo,
 /// in the rotated domain; the reference in f64 after an f32 inverse rotation.
 const TOL: f64 = 2e-4;
 
+thread_local! {
+    /// A 3-worker pool: with few query rows the kernel splits the key range (split-K) and
+    /// merges, so this exercises the merge pass.
+    static POOL: rayon::ThreadPool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+}
+
+/// Every kernel path, sequential and on 3 workers, against the reference.
 fn check(s: &Scenario) {
     let b = build(s);
-    let got = run_sequential(&b);
     let want = reference(&b, s.window);
-    let (err, at) = max_err(&got, &want);
-    assert!(
-        err < TOL,
-        "K {} V {} dk {} dv {} nkv {} group {} page {} window {:?}: error {err:.3e} at {at} (got {}, want {})",
-        s.k_type,
-        s.v_type,
-        s.head_dim_k,
-        s.head_dim_v,
-        s.n_kv_heads,
-        s.group,
-        s.page_size,
-        s.window,
-        got[at],
-        want[at]
-    );
+    POOL.with(|pool| {
+        let par = RayonExecutor::new(pool);
+        for path in paths() {
+            for (exec, name) in [(&Sequential as &dyn kvcache::Executor, "1 worker"), (&par, "3 workers")] {
+                let got = run_kernel_on(&b.cache, &b, exec, path);
+                let (err, at) = max_err(&got, &want);
+                assert!(
+                    err < TOL,
+                    "{path:?} {name}: K {} V {} dk {} dv {} nkv {} group {} page {} window {:?}: error {err:.3e} at {at} (got {}, want {})",
+                    s.k_type,
+                    s.v_type,
+                    s.head_dim_k,
+                    s.head_dim_v,
+                    s.n_kv_heads,
+                    s.group,
+                    s.page_size,
+                    s.window,
+                    got[at],
+                    want[at]
+                );
+            }
+        }
+    });
 }
 
 #[test]
@@ -193,9 +207,10 @@ fn peaky_and_flat_softmax() {
     }
 }
 
-/// Many workers give the same bits as one: every item's arithmetic is fixed.
+/// The same executor gives the same bits every time (no races, fixed split points), and
+/// 4 workers (split-K) agree with one.
 #[test]
-fn parallel_equals_sequential() {
+fn parallel_is_deterministic_and_agrees() {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(4)
         .build()
@@ -206,16 +221,48 @@ fn parallel_equals_sequential() {
         (KvType::Turbo3, KvType::Turbo4),
     ] {
         let mut s = Scenario::new(k, v, 128);
-        s.seq_lens = vec![70, 45, 12];
-        s.n_pages = 12;
-        s.rows_per_seq = 20;
+        s.seq_lens = vec![700, 450, 12];
+        s.n_pages = 80;
+        s.rows_per_seq = 1;
+        s.extra_row = false;
         let b = build(&s);
         let one = run_sequential(&b);
         let many = run_kernel(&b, &exec);
+        let again = run_kernel(&b, &exec);
         assert_eq!(
-            one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-            many.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            many.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            again.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
         );
+        let (err, _) = max_err(&many, &one.iter().map(|&x| x as f64).collect::<Vec<_>>());
+        assert!(
+            err < 1e-5,
+            "{k}/{v}: split-K differs from one pass by {err}"
+        );
+    }
+}
+
+/// The AVX2 path agrees with the scalar path (the reference for every SIMD path).
+#[test]
+fn avx2_agrees_with_scalar() {
+    if !KernelPath::Avx2.is_available() {
+        eprintln!("skipped: this CPU lacks AVX2/FMA/F16C");
+        return;
+    }
+    for k in ALL_KV_TYPES {
+        for v in [KvType::F32, KvType::Q4_1, KvType::Turbo2, k] {
+            let mut s = Scenario::new(k, v, 128);
+            s.seq_lens = vec![150, 70];
+            s.n_pages = 16;
+            s.rows_per_seq = 10;
+            let b = build(&s);
+            let scalar = run_kernel_on(&b.cache, &b, &Sequential, KernelPath::Scalar);
+            let avx2 = run_kernel_on(&b.cache, &b, &Sequential, KernelPath::Avx2);
+            let (err, at) = max_err(&avx2, &scalar.iter().map(|&x| x as f64).collect::<Vec<_>>());
+            assert!(
+                err < 2e-5,
+                "{k}/{v}: AVX2 differs from scalar by {err} at {at}"
+            );
+        }
     }
 }
 
@@ -280,13 +327,35 @@ fn turbo_equals_its_inverse_rotated_reconstruction() {
                 }
             }
             let turbo = run_sequential(&b);
-            let recon = run_kernel_on(&cache, &b, &kvcache::Sequential);
+            let recon = run_kernel_on(&cache, &b, &Sequential, KernelPath::best());
             let worst = turbo
                 .iter()
                 .zip(&recon)
                 .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
                 .fold(0.0f32, f32::max);
             assert!(worst < 1e-4, "{ty} head {hd}: {worst}");
+        }
+    }
+}
+
+/// Decode-shaped calls (one row per sequence) on long contexts: with more workers than units
+/// the key range is split and merged (split-K).
+#[test]
+fn long_context_decode_split_k() {
+    for (k, v) in [
+        (KvType::F16, KvType::F16),
+        (KvType::Q8_0, KvType::Turbo4),
+        (KvType::Turbo3, KvType::Q4_0),
+    ] {
+        for window in [None, Some(300)] {
+            let mut s = Scenario::new(k, v, 128);
+            s.seq_lens = vec![1000, 400, 129];
+            s.page_size = 64;
+            s.n_pages = 16 + 7 + 3;
+            s.round = 100;
+            s.rows_per_seq = 1;
+            s.window = window;
+            check(&s);
         }
     }
 }

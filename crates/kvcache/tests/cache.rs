@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use kvcache::{
-    attention_workspace_bytes, attention_workspace_floats, AttentionInput, AttentionShape, KvCache,
-    KvConfig, KvError, KvType, LayerKind, Sequential, TokenPos, ALL_KV_TYPES,
+    attention_workspace_bytes, attention_workspace_floats, AttentionInput, AttentionShape,
+    KernelPath, KvCache, KvConfig, KvError, KvType, LayerKind, Sequential, TokenPos, ALL_KV_TYPES,
 };
 
 fn config(k: KvType, v: KvType, head_dim: usize) -> KvConfig {
@@ -135,7 +135,7 @@ fn bad_inputs_are_errors_not_panics() {
 
     let q = vec![0.1f32; 6 * 64];
     let mut out = vec![0.0f32; 6 * 64];
-    let shape = AttentionShape::for_layout(cache.layout(), 1, 1);
+    let shape = AttentionShape::for_layout(cache.layout(), 6, 1, 1);
     let mut ws = vec![0.0f32; attention_workspace_floats(&shape).unwrap()];
     let input = |tokens: &'static [TokenPos], n_heads| AttentionInput {
         layer: 0,
@@ -175,15 +175,31 @@ fn workspace_formula() {
     let cfg = config(KvType::Turbo4, KvType::Turbo3, 96);
     let layout = kvcache::KvLayout::new(&cfg).unwrap();
     // Decode needs less than prefill; both are independent of context length.
-    let decode = attention_workspace_bytes(&AttentionShape::for_layout(&layout, 1, 16)).unwrap();
-    let prefill = attention_workspace_bytes(&AttentionShape::for_layout(&layout, 512, 16)).unwrap();
+    let decode = attention_workspace_bytes(&AttentionShape {
+        path: KernelPath::Scalar,
+        ..AttentionShape::for_layout(&layout, 3, 1, 1)
+    })
+    .unwrap();
+    let prefill = attention_workspace_bytes(&AttentionShape {
+        path: KernelPath::Scalar,
+        ..AttentionShape::for_layout(&layout, 3, 512, 1)
+    })
+    .unwrap();
     assert!(decode < prefill);
-    // Per worker, one row: query 128 + table 128×16 + scores + acc 128 + max + sum + K row 128
-    // + V row 128.
+    // One worker, one row, scalar path (turbo K tables), GQA group 1: query 128 + table
+    // 128×16 + scores + acc 128 + max + sum, then 8 decoded K rows and 8 V rows of 128.
     assert_eq!(
         decode,
-        16 * 4 * (128 + 128 * 16 + kvcache::CHUNK + 128 + 2 + 128 + 128)
+        4 * (128 + 128 * 16 + kvcache::CHUNK + 128 + 2 + 8 * (128 + 128))
     );
+    // With 16 workers: 16 scratches plus the split-K partials (3 × workers × vectors ×
+    // (128 + 2)).
+    let multi = attention_workspace_bytes(&AttentionShape {
+        path: KernelPath::Scalar,
+        ..AttentionShape::for_layout(&layout, 3, 1, 16)
+    })
+    .unwrap();
+    assert_eq!(multi, 16 * decode + 4 * 3 * 16 * (128 + 2));
 }
 
 #[test]

@@ -9,8 +9,8 @@
 
 use formats::turbo::{rotate_inverse, QK_TURBO};
 use kvcache::{
-    attention_workspace_floats, AttentionInput, AttentionShape, Executor, KvCache, KvConfig,
-    KvType, LayerKind, Sequential, TokenPos,
+    attention_workspace_floats, AttentionInput, AttentionShape, Executor, KernelPath, KvCache,
+    KvConfig, KvType, LayerKind, Sequential, TokenPos,
 };
 
 pub struct Rng(u64);
@@ -211,18 +211,29 @@ pub fn build_with(s: &Scenario, make: impl FnOnce(&KvConfig) -> KvCache) -> Buil
     }
 }
 
-/// Runs the kernel on a built scenario.
+/// Runs the kernel on a built scenario (best path).
 pub fn run_kernel(b: &Built, exec: &dyn Executor) -> Vec<f32> {
-    run_kernel_on(&b.cache, b, exec)
+    run_kernel_on(&b.cache, b, exec, KernelPath::best())
 }
 
-pub fn run_kernel_on(cache: &KvCache, b: &Built, exec: &dyn Executor) -> Vec<f32> {
+/// Runs the kernel over `cache` with `b`'s queries on `path`.
+pub fn run_kernel_on(
+    cache: &KvCache,
+    b: &Built,
+    exec: &dyn Executor,
+    path: KernelPath,
+) -> Vec<f32> {
     let cfg = cache.config();
-    let shape = AttentionShape::for_layout(cache.layout(), b.tokens.len(), exec.n_workers());
+    let shape = AttentionShape {
+        path,
+        ..AttentionShape::for_layout(cache.layout(), b.n_heads, b.tokens.len(), exec.n_workers())
+    };
+    // NaN-filled, so any read of unwritten workspace or any unwritten output shows.
     let mut ws = vec![f32::NAN; attention_workspace_floats(&shape).unwrap()];
     let mut out = vec![f32::NAN; b.tokens.len() * b.n_heads * cfg.head_dim_v];
     cache
-        .attend(
+        .attend_on(
+            path,
             &AttentionInput {
                 layer: LAYER,
                 tokens: &b.tokens,
@@ -240,6 +251,14 @@ pub fn run_kernel_on(cache: &KvCache, b: &Built, exec: &dyn Executor) -> Vec<f32
 
 pub fn run_sequential(b: &Built) -> Vec<f32> {
     run_kernel(b, &Sequential)
+}
+
+/// The kernel paths this CPU can run (always Scalar; Avx2 where supported).
+pub fn paths() -> Vec<KernelPath> {
+    [KernelPath::Scalar, KernelPath::Avx2]
+        .into_iter()
+        .filter(|p| p.is_available())
+        .collect()
 }
 
 /// One stored head, decoded by `formats` and brought back to the original domain.

@@ -1,0 +1,151 @@
+//! Times the attention kernel per K/V type pair, single-threaded or on a rayon pool.
+//!
+//! `cargo run --release -p kvcache --example attn_bench -- [threads] [head_dim] [ctx]`
+//!
+//! Decode: one query row at position ctx−1 (all heads); prefill: 512 causal rows ending at
+//! ctx−1. GB/s counts the K and V bytes of the pages read once per KV head (what a decode
+//! step must stream from memory). With one thread the times are this thread's on-CPU time, so
+//! other load on the machine does not inflate them; with several, wall time.
+//! An optional fourth argument keeps only pairs with that type name.
+
+use std::time::Instant;
+
+use kvcache::{
+    attention_workspace_floats, AttentionInput, AttentionShape, Executor, KvCache, KvConfig,
+    KvType, LayerKind, RayonExecutor, Sequential, TokenPos,
+};
+
+/// Nanoseconds this thread has spent on a CPU (Linux; 0 elsewhere): with other processes
+/// competing for the cores, this, not the wall clock, measures the kernel.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn main() {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let filter = raw.get(3).cloned();
+    let args: Vec<usize> = raw
+        .iter()
+        .take(3)
+        .map(|a| a.parse().expect("numeric arguments"))
+        .collect();
+    let threads = args.first().copied().unwrap_or(1);
+    let head_dim = args.get(1).copied().unwrap_or(64);
+    let ctx = args.get(2).copied().unwrap_or(4096);
+    let (n_heads, nkv) = (16, 2);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    let rayon_exec = RayonExecutor::new(&pool);
+    let exec: &dyn Executor = if threads == 1 {
+        &Sequential
+    } else {
+        &rayon_exec
+    };
+    println!("threads {threads}, {n_heads} heads / {nkv} KV heads of {head_dim}, context {ctx}");
+    println!(
+        "{:>7} {:>7} | {:>10} {:>8} | {:>12} {:>10}",
+        "K", "V", "decode us", "GB/s", "prefill ms", "rows/s"
+    );
+    let pairs = [
+        (KvType::F32, KvType::F32),
+        (KvType::F16, KvType::F16),
+        (KvType::Bf16, KvType::Bf16),
+        (KvType::Q8_0, KvType::Q8_0),
+        (KvType::Q4_0, KvType::Q4_0),
+        (KvType::Q5_1, KvType::Q5_1),
+        (KvType::Iq4Nl, KvType::Iq4Nl),
+        (KvType::Q8_0, KvType::Turbo4),
+        (KvType::Turbo4, KvType::Turbo4),
+        (KvType::Turbo3, KvType::Turbo3),
+        (KvType::Turbo2, KvType::Turbo2),
+    ];
+    for (k, v) in pairs {
+        if let Some(f) = &filter {
+            if k.name() != f && v.name() != f {
+                continue;
+            }
+        }
+        let cfg = KvConfig {
+            layers: vec![LayerKind::Full],
+            n_kv_heads: nkv,
+            head_dim_k: head_dim,
+            head_dim_v: head_dim,
+            k_type: k,
+            v_type: v,
+            page_size: 256,
+            n_pages: ctx.div_ceil(256),
+            max_seqs: 1,
+        };
+        let mut cache = KvCache::new(&cfg).expect("cache");
+        cache.reserve(0, ctx).expect("reserve");
+        let mut state = 1u64;
+        let mut rnd = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for start in (0..ctx).step_by(512) {
+            let end = (start + 512).min(ctx);
+            let tokens: Vec<TokenPos> = (start..end).map(|pos| TokenPos { seq: 0, pos }).collect();
+            let kv: Vec<f32> = (0..tokens.len() * nkv * head_dim).map(|_| rnd()).collect();
+            cache.write(0, &tokens, &kv, &kv).expect("write");
+        }
+        let kv_bytes =
+            cache.layout().data_bytes as f64 * ctx as f64 / (cfg.n_pages * cfg.page_size) as f64;
+
+        let run = |rows: usize, reps: usize| -> f64 {
+            let tokens: Vec<TokenPos> = (ctx - rows..ctx)
+                .map(|pos| TokenPos { seq: 0, pos })
+                .collect();
+            let q: Vec<f32> = (0..rows * n_heads * head_dim)
+                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            let mut out = vec![0.0f32; rows * n_heads * head_dim];
+            let shape = AttentionShape::for_layout(cache.layout(), n_heads, rows, exec.n_workers());
+            let mut ws = vec![0.0f32; attention_workspace_floats(&shape).expect("ws")];
+            let input = AttentionInput {
+                layer: 0,
+                tokens: &tokens,
+                q: &q,
+                n_heads,
+                scale: 0.125,
+            };
+            cache
+                .attend(&input, &mut out, exec, &mut ws)
+                .expect("attend");
+            let t = Instant::now();
+            let c = thread_cpu_ns();
+            for _ in 0..reps {
+                cache
+                    .attend(&input, &mut out, exec, &mut ws)
+                    .expect("attend");
+            }
+            let cpu = (thread_cpu_ns() - c) as f64 * 1e-9;
+            // Single-threaded: on-CPU time of this thread; otherwise wall time.
+            let secs = if threads == 1 && cpu > 0.0 {
+                cpu
+            } else {
+                t.elapsed().as_secs_f64()
+            };
+            secs / reps as f64
+        };
+        let decode = run(1, 20);
+        let prefill_rows = 512.min(ctx);
+        let prefill = run(prefill_rows, 1);
+        println!(
+            "{:>7} {:>7} | {:>10.1} {:>8.2} | {:>12.1} {:>10.0}",
+            k.name(),
+            v.name(),
+            decode * 1e6,
+            kv_bytes / decode / 1e9,
+            prefill * 1e3,
+            prefill_rows as f64 / prefill
+        );
+    }
+}

@@ -1,0 +1,621 @@
+//! AVX2 + FMA + F16C row operations (x86-64, chosen at run time by `KernelPath::best`).
+//!
+//! Decoders turn one stored head row into f32 eight values at a time: f16 by `vcvtph2ps`,
+//! bf16 by a 16-bit shift, the 32-blocks by widening their integer codes, iq4_nl by a byte
+//! shuffle through its 16-entry codebook, and turbo rows by extracting eight indices with
+//! per-lane shifts and looking the centroids up with `vpermps` (turbo4's 16 centroids take two
+//! permutes and a blend on bit 3). Turbo K is then scored by an ordinary dot product against
+//! the rotated query.
+
+use std::arch::x86_64::*;
+
+use formats::iquants::KVALUES_IQ4NL;
+use formats::turbo::{CENTROIDS_2, CENTROIDS_3, CENTROIDS_4};
+
+use super::ops::{RowOps, KB};
+use crate::codec::decode_head;
+use crate::types::KvType;
+
+pub(crate) struct Avx2;
+
+/// f16 bits at `p` (unaligned) as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    let bits = (p as *const u16).read_unaligned();
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+/// Eight sign-extended i8 codes (the low 8 bytes of `v`) as f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn i8x8_to_f32(v: __m128i) -> __m256 {
+    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
+}
+
+/// Writes the 32 values of one block whose codes are bytes `lo` (values 0..16) and `hi`
+/// (values 16..32), as `d · code` (signed codes).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn store_signed_halves(lo: __m128i, hi: __m128i, d: __m256, y: *mut f32) {
+    _mm256_storeu_ps(y, _mm256_mul_ps(i8x8_to_f32(lo), d));
+    _mm256_storeu_ps(
+        y.add(8),
+        _mm256_mul_ps(i8x8_to_f32(_mm_srli_si128(lo, 8)), d),
+    );
+    _mm256_storeu_ps(y.add(16), _mm256_mul_ps(i8x8_to_f32(hi), d));
+    _mm256_storeu_ps(
+        y.add(24),
+        _mm256_mul_ps(i8x8_to_f32(_mm_srli_si128(hi, 8)), d),
+    );
+}
+
+/// As `store_signed_halves` for unsigned codes with an offset: `d · code + m`, multiplied and
+/// added separately (two roundings, as the reference dequantizer; an FMA would differ).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn store_unsigned_halves(lo: __m128i, hi: __m128i, d: __m256, m: __m256, y: *mut f32) {
+    let cvt = |v: __m128i| _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+    let f = |v: __m128i| _mm256_add_ps(_mm256_mul_ps(cvt(v), d), m);
+    _mm256_storeu_ps(y, f(lo));
+    _mm256_storeu_ps(y.add(8), f(_mm_srli_si128(lo, 8)));
+    _mm256_storeu_ps(y.add(16), f(hi));
+    _mm256_storeu_ps(y.add(24), f(_mm_srli_si128(hi, 8)));
+}
+
+/// Low and high nibbles of 16 bytes at `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles(p: *const u8) -> (__m128i, __m128i) {
+    let q = _mm_loadu_si128(p as *const __m128i);
+    let mask = _mm_set1_epi8(15);
+    (
+        _mm_and_si128(q, mask),
+        _mm_and_si128(_mm_srli_epi16(q, 4), mask),
+    )
+}
+
+/// The fifth bits of a q5 block's values `base..base+8`, placed at bit 4 of each i32 lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_high(qh: __m256i, base: i32) -> __m256i {
+    let shifts = _mm256_add_epi32(
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        _mm256_set1_epi32(base),
+    );
+    _mm256_slli_epi32(
+        _mm256_and_si256(_mm256_srlv_epi32(qh, shifts), _mm256_set1_epi32(1)),
+        4,
+    )
+}
+
+/// Decodes one q5 block (`qs` 16 bytes of nibbles, `qh` the 32 fifth bits) as
+/// `d · (code + offset)`, plus `m` when given (separate multiply and add, as the reference).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_block(qs: *const u8, qh: u32, offset: i32, d: __m256, m: Option<__m256>, y: *mut f32) {
+    let (lo, hi) = nibbles(qs);
+    let qh = _mm256_set1_epi32(qh as i32);
+    let off = _mm256_set1_epi32(offset);
+    for (k, (codes, base)) in [
+        (lo, 0),
+        (_mm_srli_si128(lo, 8), 8),
+        (hi, 16),
+        (_mm_srli_si128(hi, 8), 24),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let v = _mm256_or_si256(_mm256_cvtepu8_epi32(codes), q5_high(qh, base));
+        let v = _mm256_cvtepi32_ps(_mm256_add_epi32(v, off));
+        let v = _mm256_mul_ps(v, d);
+        let v = match m {
+            Some(m) => _mm256_add_ps(v, m),
+            None => v,
+        };
+        _mm256_storeu_ps(y.add(8 * k), v);
+    }
+}
+
+/// Eight turbo codebook indices `8i..8i+8` of a block as i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn turbo_idx8(ty: KvType, block: *const u8, i: usize) -> __m256i {
+    let qs = block.add(2);
+    match ty {
+        KvType::Turbo2 | KvType::Turbo3 => {
+            // Two bits per element, four per byte: elements 8i..8i+8 are the u16 at 2i.
+            let word = (qs.add(2 * i) as *const u16).read_unaligned() as i32;
+            let low = _mm256_and_si256(
+                _mm256_srlv_epi32(
+                    _mm256_set1_epi32(word),
+                    _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14),
+                ),
+                _mm256_set1_epi32(3),
+            );
+            if ty == KvType::Turbo2 {
+                return low;
+            }
+            let signs = *block.add(34 + i) as i32;
+            let high = _mm256_and_si256(
+                _mm256_srlv_epi32(
+                    _mm256_set1_epi32(signs),
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                ),
+                _mm256_set1_epi32(1),
+            );
+            _mm256_or_si256(low, _mm256_slli_epi32(high, 2))
+        }
+        _ => {
+            // turbo4: four bits per element, even element in the low nibble.
+            let word = (qs.add(4 * i) as *const u32).read_unaligned() as i32;
+            _mm256_and_si256(
+                _mm256_srlv_epi32(
+                    _mm256_set1_epi32(word),
+                    _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28),
+                ),
+                _mm256_set1_epi32(15),
+            )
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn decode_turbo(ty: KvType, src: &[u8], dst: &mut [f32]) {
+    let (c_lo, c_hi) = match ty {
+        KvType::Turbo2 => {
+            let c = &CENTROIDS_2;
+            let v = _mm256_setr_ps(c[0], c[1], c[2], c[3], c[0], c[1], c[2], c[3]);
+            (v, v)
+        }
+        KvType::Turbo3 => {
+            let v = _mm256_loadu_ps(CENTROIDS_3.as_ptr());
+            (v, v)
+        }
+        _ => (
+            _mm256_loadu_ps(CENTROIDS_4.as_ptr()),
+            _mm256_loadu_ps(CENTROIDS_4.as_ptr().add(8)),
+        ),
+    };
+    let bb = ty.block_bytes();
+    for (g, block) in src.chunks_exact(bb).enumerate() {
+        let b = block.as_ptr();
+        let norm = _mm256_set1_ps(f16_at(b));
+        let y = dst.as_mut_ptr().add(g * 128);
+        for i in 0..16 {
+            let idx = turbo_idx8(ty, b, i);
+            let mut c = _mm256_permutevar8x32_ps(c_lo, idx);
+            if ty == KvType::Turbo4 {
+                let hi = _mm256_permutevar8x32_ps(c_hi, idx);
+                // Bit 3 of the index moved to the sign bit selects the upper eight.
+                let sel = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));
+                c = _mm256_blendv_ps(c, hi, sel);
+            }
+            _mm256_storeu_ps(y.add(8 * i), _mm256_mul_ps(c, norm));
+        }
+    }
+}
+
+/// Decodes one stored head row; `src` and `dst` hold exactly one row.
+#[inline(always)]
+unsafe fn decode_row(ty: KvType, src: &[u8], dst: &mut [f32]) {
+    let y = dst.as_mut_ptr();
+    match ty {
+        KvType::F32 => {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), y as *mut u8, dst.len() * 4);
+        }
+        KvType::F16 | KvType::Bf16 => {
+            let n8 = dst.len() / 8 * 8;
+            for i in (0..n8).step_by(8) {
+                let h = _mm_loadu_si128(src.as_ptr().add(2 * i) as *const __m128i);
+                let v = if ty == KvType::F16 {
+                    _mm256_cvtph_ps(h)
+                } else {
+                    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+                };
+                _mm256_storeu_ps(y.add(i), v);
+            }
+            if n8 < dst.len() {
+                decode_head(ty, &src[2 * n8..], &mut dst[n8..]);
+            }
+        }
+        KvType::Q8_0 => {
+            for (k, b) in src.chunks_exact(34).enumerate() {
+                let p = b.as_ptr();
+                let d = _mm256_set1_ps(f16_at(p));
+                for j in 0..4 {
+                    let q = _mm_loadl_epi64(p.add(2 + 8 * j) as *const __m128i);
+                    _mm256_storeu_ps(y.add(32 * k + 8 * j), _mm256_mul_ps(i8x8_to_f32(q), d));
+                }
+            }
+        }
+        KvType::Q4_0 => {
+            for (k, b) in src.chunks_exact(18).enumerate() {
+                let p = b.as_ptr();
+                let d = _mm256_set1_ps(f16_at(p));
+                let (lo, hi) = nibbles(p.add(2));
+                let eight = _mm_set1_epi8(8);
+                let (lo, hi) = (_mm_sub_epi8(lo, eight), _mm_sub_epi8(hi, eight));
+                store_signed_halves(lo, hi, d, y.add(32 * k));
+            }
+        }
+        KvType::Iq4Nl => {
+            let table = _mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i);
+            for (k, b) in src.chunks_exact(18).enumerate() {
+                let p = b.as_ptr();
+                let d = _mm256_set1_ps(f16_at(p));
+                let (lo, hi) = nibbles(p.add(2));
+                let (lo, hi) = (_mm_shuffle_epi8(table, lo), _mm_shuffle_epi8(table, hi));
+                store_signed_halves(lo, hi, d, y.add(32 * k));
+            }
+        }
+        KvType::Q4_1 => {
+            for (k, b) in src.chunks_exact(20).enumerate() {
+                let p = b.as_ptr();
+                let d = _mm256_set1_ps(f16_at(p));
+                let m = _mm256_set1_ps(f16_at(p.add(2)));
+                let (lo, hi) = nibbles(p.add(4));
+                store_unsigned_halves(lo, hi, d, m, y.add(32 * k));
+            }
+        }
+        KvType::Q5_0 => {
+            for (k, b) in src.chunks_exact(22).enumerate() {
+                let p = b.as_ptr();
+                let d = _mm256_set1_ps(f16_at(p));
+                let qh = (p.add(2) as *const u32).read_unaligned();
+                q5_block(p.add(6), qh, -16, d, None, y.add(32 * k));
+            }
+        }
+        KvType::Q5_1 => {
+            for (k, b) in src.chunks_exact(24).enumerate() {
+                let p = b.as_ptr();
+                let d = _mm256_set1_ps(f16_at(p));
+                let m = _mm256_set1_ps(f16_at(p.add(2)));
+                let qh = (p.add(4) as *const u32).read_unaligned();
+                q5_block(p.add(8), qh, 0, d, Some(m), y.add(32 * k));
+            }
+        }
+        KvType::Turbo2 | KvType::Turbo3 | KvType::Turbo4 => decode_turbo(ty, src, dst),
+    }
+}
+
+/// Sums of eight vectors: lane `j` of the result is the horizontal sum of `v[j]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum8(v: &[__m256; 8]) -> __m256 {
+    let t0 = _mm256_hadd_ps(v[0], v[1]);
+    let t1 = _mm256_hadd_ps(v[2], v[3]);
+    let t2 = _mm256_hadd_ps(v[4], v[5]);
+    let t3 = _mm256_hadd_ps(v[6], v[7]);
+    // u0 lanes: sums of v0..v3 over the low 128 bits, then over the high 128 bits.
+    let u0 = _mm256_hadd_ps(t0, t1);
+    let u1 = _mm256_hadd_ps(t2, t3);
+    let lo = _mm256_permute2f128_ps(u0, u1, 0x20);
+    let hi = _mm256_permute2f128_ps(u0, u1, 0x31);
+    _mm256_add_ps(lo, hi)
+}
+
+impl RowOps for Avx2 {
+    const TURBO_K_TABLE: bool = false;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode_rows(
+        ty: KvType,
+        src: &[u8],
+        row_bytes: usize,
+        n: usize,
+        dst: &mut [f32],
+        pitch: usize,
+    ) {
+        // One match per block of rows, not per row: each arm's loop is specialized.
+        macro_rules! rows {
+            ($t:expr) => {
+                for r in 0..n {
+                    decode_row(
+                        $t,
+                        &src[r * row_bytes..(r + 1) * row_bytes],
+                        &mut dst[r * pitch..(r + 1) * pitch],
+                    );
+                }
+            };
+        }
+        match ty {
+            KvType::F32 => rows!(KvType::F32),
+            KvType::F16 => rows!(KvType::F16),
+            KvType::Bf16 => rows!(KvType::Bf16),
+            KvType::Q8_0 => rows!(KvType::Q8_0),
+            KvType::Q4_0 => rows!(KvType::Q4_0),
+            KvType::Q4_1 => rows!(KvType::Q4_1),
+            KvType::Q5_0 => rows!(KvType::Q5_0),
+            KvType::Q5_1 => rows!(KvType::Q5_1),
+            KvType::Iq4Nl => rows!(KvType::Iq4Nl),
+            KvType::Turbo2 => rows!(KvType::Turbo2),
+            KvType::Turbo3 => rows!(KvType::Turbo3),
+            KvType::Turbo4 => rows!(KvType::Turbo4),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_block(q: &[f32], k: &[f32], pitch: usize, out: &mut [f32]) {
+        let n = q.len();
+        assert!(k.len() >= (KB - 1) * pitch + n && out.len() >= KB);
+        let (pq, pk) = (q.as_ptr(), k.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); KB];
+        let mut d = 0;
+        while d + 8 <= n {
+            let qv = _mm256_loadu_ps(pq.add(d));
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(pk.add(j * pitch + d)), *a);
+            }
+            d += 8;
+        }
+        _mm256_storeu_ps(out.as_mut_ptr(), hsum8(&acc));
+        while d < n {
+            for (j, o) in out[..KB].iter_mut().enumerate() {
+                *o += q[d] * k[j * pitch + d];
+            }
+            d += 1;
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn axpy_block(acc: &mut [f32], p: &[f32], v: &[f32], pitch: usize) {
+        let n = acc.len();
+        assert!(v.len() >= (KB - 1) * pitch + n && p.len() >= KB);
+        let (pa, pv) = (acc.as_mut_ptr(), v.as_ptr());
+        let mut pp = [_mm256_setzero_ps(); KB];
+        for (b, &x) in pp.iter_mut().zip(p) {
+            *b = _mm256_set1_ps(x);
+        }
+        let mut d = 0;
+        // Four 8-lane columns at once: each column's eight FMAs depend on each other, so
+        // interleaving four columns hides the FMA latency.
+        while d + 32 <= n {
+            let mut a = [_mm256_setzero_ps(); 4];
+            for (c, a) in a.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(pa.add(d + 8 * c));
+            }
+            for (j, b) in pp.iter().enumerate() {
+                let row = pv.add(j * pitch + d);
+                for (c, a) in a.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(*b, _mm256_loadu_ps(row.add(8 * c)), *a);
+                }
+            }
+            for (c, a) in a.iter().enumerate() {
+                _mm256_storeu_ps(pa.add(d + 8 * c), *a);
+            }
+            d += 32;
+        }
+        while d + 8 <= n {
+            let mut a = _mm256_loadu_ps(pa.add(d));
+            for (j, b) in pp.iter().enumerate() {
+                a = _mm256_fmadd_ps(*b, _mm256_loadu_ps(pv.add(j * pitch + d)), a);
+            }
+            _mm256_storeu_ps(pa.add(d), a);
+            d += 8;
+        }
+        while d < n {
+            for (j, &x) in p[..KB].iter().enumerate() {
+                acc[d] += x * v[j * pitch + d];
+            }
+            d += 1;
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scale(x: &mut [f32], s: f32) {
+        let n = x.len();
+        let px = x.as_mut_ptr();
+        let ss = _mm256_set1_ps(s);
+        let mut i = 0;
+        while i + 8 <= n {
+            _mm256_storeu_ps(px.add(i), _mm256_mul_ps(_mm256_loadu_ps(px.add(i)), ss));
+            i += 8;
+        }
+        while i < n {
+            x[i] *= s;
+            i += 1;
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn exp_sub_sum(x: &mut [f32], m: f32) -> f32 {
+        let n = x.len();
+        let px = x.as_mut_ptr();
+        let mm = _mm256_set1_ps(m);
+        let mut sum = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= n {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(px.add(i)), mm));
+            _mm256_storeu_ps(px.add(i), e);
+            sum = _mm256_add_ps(sum, e);
+            i += 8;
+        }
+        let mut s = hsum(sum);
+        if i < n {
+            // Pad the tail to eight lanes with −∞ (exp = 0) so it goes through the same exp.
+            let mut tail = [f32::NEG_INFINITY; 8];
+            tail[..n - i].copy_from_slice(&x[i..]);
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(tail.as_ptr()), mm));
+            _mm256_storeu_ps(tail.as_mut_ptr(), e);
+            x[i..].copy_from_slice(&tail[..n - i]);
+            s += hsum(e);
+        }
+        s
+    }
+}
+
+/// e^x for eight lanes, x ≤ 0 expected; relative error about 2e-7 (Cephes `expf`: range
+/// reduction by ln 2 split in two parts, then a degree-5 polynomial). Inputs below −87 and
+/// −∞ give exactly 0, NaN stays NaN.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn exp8(x: __m256) -> __m256 {
+    let underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0), _CMP_LT_OQ);
+    let x = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
+        _mm256_set1_ps(88.0),
+    );
+    // n = round(x / ln 2), r = x − n·ln 2 (ln 2 = C1 + C2, C1 exact in few bits).
+    let n = _mm256_round_ps(
+        _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+    );
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [
+        1.398_199_9e-3,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        0.166_666_65,
+        0.5,
+    ] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let r2 = _mm256_mul_ps(r, r);
+    let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
+    let pow2 = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+        23,
+    );
+    let e = _mm256_mul_ps(y, _mm256_castsi256_ps(pow2));
+    _mm256_andnot_ps(underflow, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attention::ops::Scalar;
+    use crate::attention::KernelPath;
+    use crate::codec::encode_head;
+    use crate::types::ALL_KV_TYPES;
+
+    fn avx2() -> bool {
+        let ok = KernelPath::Avx2.is_available();
+        if !ok {
+            eprintln!("skipped: this CPU lacks AVX2/FMA/F16C");
+        }
+        ok
+    }
+
+    /// Every AVX2 decoder gives exactly the scalar decoder's values.
+    #[test]
+    fn decoders_match_scalar_bit_for_bit() {
+        if !avx2() {
+            return;
+        }
+        let mut seed = 12345u32;
+        for ty in ALL_KV_TYPES {
+            for hd in [32usize, 64, 72, 96, 128, 200, 256] {
+                let Ok(padded) = ty.padded_head_dim(hd) else {
+                    continue;
+                };
+                let row_bytes = ty.head_bytes(hd).unwrap();
+                let n = 5;
+                let mut bytes = vec![0u8; n * row_bytes];
+                for (r, row) in bytes.chunks_exact_mut(row_bytes).enumerate() {
+                    let src: Vec<f32> = (0..hd)
+                        .map(|i| {
+                            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                            let v = (seed >> 8) as f32 / (1 << 24) as f32 - 0.5;
+                            if (i + r) % 29 == 0 {
+                                v * 50.0
+                            } else {
+                                v
+                            }
+                        })
+                        .collect();
+                    encode_head(ty, &src, row).unwrap();
+                }
+                let pitch = padded + 3;
+                let mut want = vec![0.0f32; n * pitch];
+                let mut got = vec![f32::NAN; n * pitch];
+                unsafe {
+                    Scalar::decode_rows(ty, &bytes, row_bytes, n, &mut want, pitch);
+                    Avx2::decode_rows(ty, &bytes, row_bytes, n, &mut got, pitch);
+                }
+                for r in 0..n {
+                    for j in 0..padded {
+                        let (g, w) = (got[r * pitch + j], want[r * pitch + j]);
+                        assert_eq!(g.to_bits(), w.to_bits(), "{ty} head {hd} row {r} value {j}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exp_is_accurate_and_exact_at_the_ends() {
+        if !avx2() {
+            return;
+        }
+        let mut xs: Vec<f32> = (0..2000).map(|i| -(i as f32) * 0.05).collect();
+        xs.extend([0.0, -1e-30, -86.9, -87.5, -100.0, f32::NEG_INFINITY, -3.0]);
+        let m = 0.0;
+        let mut got = xs.clone();
+        let sum = unsafe { Avx2::exp_sub_sum(&mut got, m) };
+        let mut want_sum = 0.0f64;
+        for (x, g) in xs.iter().zip(&got) {
+            let w = (*x as f64).exp();
+            want_sum += if *x < -87.0 { 0.0 } else { w };
+            if *x < -87.0 {
+                assert_eq!(*g, 0.0, "exp({x})");
+            } else {
+                let rel = (*g as f64 - w).abs() / w;
+                assert!(rel < 4e-7, "exp({x}) = {g}, want {w} (rel {rel:e})");
+            }
+        }
+        assert!((sum as f64 - want_sum).abs() / want_sum < 1e-6);
+    }
+
+    #[test]
+    fn block_ops_match_scalar() {
+        if !avx2() {
+            return;
+        }
+        for n in [1usize, 7, 8, 31, 32, 64, 100, 128, 256] {
+            let pitch = n + 5;
+            let q: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let k: Vec<f32> = (0..KB * pitch).map(|i| (i as f32 * 0.11).cos()).collect();
+            let mut got = [0.0f32; KB];
+            let mut want = [0.0f32; KB];
+            unsafe {
+                Avx2::dot_block(&q, &k, pitch, &mut got);
+                Scalar::dot_block(&q, &k, pitch, &mut want);
+            }
+            for j in 0..KB {
+                assert!((got[j] - want[j]).abs() < 1e-5, "dot {n} row {j}");
+            }
+            let p: Vec<f32> = (0..KB)
+                .map(|j| if j == 3 { 0.0 } else { 0.1 * j as f32 })
+                .collect();
+            let mut acc = q.clone();
+            let mut acc_s = q.clone();
+            unsafe {
+                Avx2::axpy_block(&mut acc, &p, &k, pitch);
+                Scalar::axpy_block(&mut acc_s, &p, &k, pitch);
+                Avx2::scale(&mut acc, 1.7);
+                Scalar::scale(&mut acc_s, 1.7);
+            }
+            for (x, y) in acc.iter().zip(&acc_s) {
+                assert!((x - y).abs() < 1e-5, "axpy {n}");
+            }
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! One work item of the attention kernel, generic over the row operations, and the split-K
+//! merge.
+
+use formats::turbo::{rotate, rotate_inverse, QK_TURBO};
+
+use super::ops::{RowOps, Scalar, KB};
+use super::{AttentionInput, CHUNK, MIN_SPLIT_KEYS};
+use crate::cache::KvCache;
+use crate::codec::{turbo_centroids, turbo_indices};
+
+/// A raw pointer the work items share; each item touches only its own disjoint part.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut(pub(crate) *mut f32);
+// SAFETY: items write disjoint ranges: the output rows (row, head) of their unit, and the
+// partial results of their (unit, split); the per-worker scratch is exclusive by the Executor
+// contract.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer. A method, so closures capture the whole (Sync) wrapper, not its field.
+    pub(crate) fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Everything a work item reads, and where it writes.
+pub(crate) struct Job<'a> {
+    pub(crate) cache: &'a KvCache,
+    pub(crate) input: &'a AttentionInput<'a>,
+    pub(crate) layer_off: usize,
+    pub(crate) window: Option<usize>,
+    /// Query heads per KV head.
+    pub(crate) group: usize,
+    /// Query heads per unit, head chunks per KV head, rows per tile, splits per unit.
+    pub(crate) plan_heads: usize,
+    pub(crate) head_chunks: usize,
+    pub(crate) tile: usize,
+    pub(crate) splits: usize,
+    pub(crate) pk: usize,
+    pub(crate) pv: usize,
+    pub(crate) table_len: usize,
+    /// `tokens × n_heads × head_dim_v` output.
+    pub(crate) out: SharedMut,
+    /// Split-K partial results: per (unit, split, query vector) `[max, sum, acc(pv)]`.
+    pub(crate) partials: SharedMut,
+}
+
+/// The rows, heads and KV head of one unit.
+struct Unit {
+    r0: usize,
+    r1: usize,
+    h0: usize,
+    h1: usize,
+    kv_head: usize,
+}
+
+impl Job<'_> {
+    fn unit(&self, unit: usize) -> Unit {
+        let nkv = self.cache.config().n_kv_heads;
+        let hc = unit % self.head_chunks;
+        let kv_head = (unit / self.head_chunks) % nkv;
+        let tile = unit / self.head_chunks / nkv;
+        let r0 = tile * self.tile;
+        let h0 = kv_head * self.group + hc * self.plan_heads;
+        Unit {
+            r0,
+            r1: (r0 + self.tile).min(self.input.tokens.len()),
+            h0,
+            h1: (h0 + self.plan_heads).min((kv_head + 1) * self.group),
+            kv_head,
+        }
+    }
+
+    fn vecs(&self) -> usize {
+        self.tile * self.plan_heads
+    }
+
+    /// The partial result slot of (unit, split, vector `v` of the unit).
+    ///
+    /// # Safety
+    /// The caller must hold no other reference to the same slot. Each (unit, split) is written
+    /// by one item, and read only by the merge of `unit` after every item has finished.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn partial(&self, unit: usize, split: usize, v: usize) -> &mut [f32] {
+        let len = self.pv + 2;
+        let at = ((unit * self.splits + split) * self.vecs() + v) * len;
+        // SAFETY: inside the split-K region (sized by `Plan::split_floats`).
+        std::slice::from_raw_parts_mut(self.partials.ptr().add(at), len)
+    }
+
+    /// Normalizes an accumulated row, undoes a turbo V rotation, and writes it out.
+    fn finish(&self, row: usize, head: usize, acc: &mut [f32], sum: f32) {
+        let inv = 1.0 / sum;
+        for a in acc.iter_mut() {
+            *a *= inv;
+        }
+        if self.cache.config().v_type.is_turbo() {
+            for group in acc.chunks_exact_mut(QK_TURBO) {
+                let group: &mut [f32; QK_TURBO] = group.try_into().expect("128-value group");
+                rotate_inverse(group);
+            }
+        }
+        let dv = self.cache.config().head_dim_v;
+        let at = (row * self.input.n_heads + head) * dv;
+        // SAFETY: (row, head) belongs to exactly one unit, and is written once: by its item
+        // (no splits) or by its merge.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.out.ptr().add(at), dv) };
+        dst.copy_from_slice(&acc[..dv]);
+    }
+
+    pub(crate) fn run_scalar(&self, unit: usize, split: usize, scratch: &mut [f32]) {
+        // SAFETY: the scalar operations need no CPU features.
+        unsafe { self.run::<Scalar>(unit, split, scratch) }
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn run_avx2(&self, unit: usize, split: usize, scratch: &mut [f32]) {
+        self.run::<super::avx2::Avx2>(unit, split, scratch)
+    }
+
+    /// Runs (unit, split): every run of same-sequence rows in the unit's tile separately.
+    #[inline(always)]
+    unsafe fn run<O: RowOps>(&self, unit: usize, split: usize, scratch: &mut [f32]) {
+        let u = self.unit(unit);
+        let tokens = self.input.tokens;
+        let mut a = u.r0;
+        while a < u.r1 {
+            let seq = tokens[a].seq;
+            let mut b = a + 1;
+            while b < u.r1 && tokens[b].seq == seq {
+                b += 1;
+            }
+            self.run_rows::<O>(unit, split, &u, a, b, scratch);
+            a = b;
+        }
+    }
+
+    /// Attention of rows `a..b` (one sequence) × heads `u.h0..u.h1` over this split's keys.
+    #[inline(always)]
+    unsafe fn run_rows<O: RowOps>(
+        &self,
+        unit: usize,
+        split: usize,
+        u: &Unit,
+        a: usize,
+        b: usize,
+        scratch: &mut [f32],
+    ) {
+        let cache = self.cache;
+        let layout = cache.layout();
+        let c = &layout.config;
+        let (kty, vty) = (c.k_type, c.v_type);
+        let dk = c.head_dim_k;
+        let (khb, vhb) = (layout.k_head_bytes, layout.v_head_bytes);
+        let page_size = c.page_size;
+        let (pk, pv, table_len) = (self.pk, self.pv, self.table_len);
+        let nh = u.h1 - u.h0;
+        let nr = b - a;
+        let nv = nr * nh;
+        let vecs = self.vecs();
+        let tokens = self.input.tokens;
+        let seq = tokens[a].seq;
+        let data = cache.data();
+        let pool = cache.pool();
+        let centroids = turbo_centroids(kty);
+        let nc = centroids.len();
+        let table_k = kty.is_turbo() && O::TURBO_K_TABLE;
+
+        let (qs, rest) = scratch.split_at_mut(vecs * pk);
+        let (tables, rest) = rest.split_at_mut(vecs * table_len);
+        let (scores, rest) = rest.split_at_mut(vecs * CHUNK);
+        let (accs, rest) = rest.split_at_mut(vecs * pv);
+        let (maxes, rest) = rest.split_at_mut(vecs);
+        let (sums, rest) = rest.split_at_mut(vecs);
+        let (kbuf, rest) = rest.split_at_mut(KB * pk);
+        let vbuf = &mut rest[..KB * pv];
+
+        // Key range of each row, and of the run.
+        let lo_of = |pos: usize| match self.window {
+            Some(w) => (pos + 1).saturating_sub(w),
+            None => 0,
+        };
+        let mut kmin = usize::MAX;
+        let mut kmax = 0;
+        for t in &tokens[a..b] {
+            kmin = kmin.min(lo_of(t.pos));
+            kmax = kmax.max(t.pos);
+        }
+        let (k_start, k_end) = if self.splits == 1 {
+            (kmin, kmax + 1)
+        } else {
+            let len = kmax + 1 - kmin;
+            let parts = self.splits.min((len / MIN_SPLIT_KEYS).max(1));
+            if split < parts {
+                (kmin + len * split / parts, kmin + len * (split + 1) / parts)
+            } else {
+                (kmin, kmin) // nothing: empty partials
+            }
+        };
+
+        // Prepare the query vectors: scaled, padded, rotated (+ tables) for turbo K.
+        for ri in 0..nr {
+            for hi in 0..nh {
+                let v = ri * nh + hi;
+                let row = a + ri;
+                let head = u.h0 + hi;
+                let q = &self.input.q[(row * self.input.n_heads + head) * dk..][..dk];
+                let qp = &mut qs[v * pk..(v + 1) * pk];
+                for (d, s) in qp.iter_mut().zip(q) {
+                    *d = s * self.input.scale;
+                }
+                qp[dk..].fill(0.0);
+                if kty.is_turbo() {
+                    for group in qp.chunks_exact_mut(QK_TURBO) {
+                        let group: &mut [f32; QK_TURBO] =
+                            group.try_into().expect("128-value group");
+                        rotate(group);
+                    }
+                }
+                if table_k {
+                    let table = &mut tables[v * table_len..(v + 1) * table_len];
+                    for (j, &qj) in qp.iter().enumerate() {
+                        for (t, &cc) in table[j * nc..(j + 1) * nc].iter_mut().zip(centroids) {
+                            *t = qj * cc;
+                        }
+                    }
+                }
+                accs[v * pv..(v + 1) * pv].fill(0.0);
+                maxes[v] = f32::NEG_INFINITY;
+                sums[v] = 0.0;
+            }
+        }
+
+        let mut idx = [0u8; QK_TURBO];
+        let mut t = k_start;
+        while t < k_end {
+            let slot = t % page_size;
+            let len = CHUNK.min(page_size - slot).min(k_end - t);
+            let page = pool.page_of(seq, t);
+            let kbase = layout.k_block(self.layer_off, page, u.kv_head) + slot * khb;
+            let vbase = layout.v_block(self.layer_off, page, u.kv_head) + slot * vhb;
+
+            // Scores of this chunk for every query vector, KB keys at a time.
+            for j in (0..len).step_by(KB) {
+                let nb = KB.min(len - j);
+                if table_k {
+                    for jj in j..j + nb {
+                        let kbytes = &data[kbase + jj * khb..][..khb];
+                        for v in 0..nv {
+                            scores[v * CHUNK + jj] = 0.0;
+                        }
+                        for (g, block) in kbytes.chunks_exact(kty.block_bytes()).enumerate() {
+                            let norm = turbo_indices(kty, block, &mut idx);
+                            for v in 0..nv {
+                                let table = &tables[v * table_len + g * QK_TURBO * nc..];
+                                let mut s = 0.0f32;
+                                for (e, &ix) in idx.iter().enumerate() {
+                                    s += table[e * nc + ix as usize];
+                                }
+                                scores[v * CHUNK + jj] += norm * s;
+                            }
+                        }
+                    }
+                } else {
+                    O::decode_rows(kty, &data[kbase + j * khb..], khb, nb, kbuf, pk);
+                    // Rows past the chunk's end score garbage that is masked below; keep them
+                    // finite.
+                    kbuf[nb * pk..].fill(0.0);
+                    for v in 0..nv {
+                        let out = &mut scores[v * CHUNK + j..v * CHUNK + j + KB];
+                        O::dot_block(&qs[v * pk..(v + 1) * pk], kbuf, pk, out);
+                    }
+                }
+            }
+
+            // Mask keys outside each row's [lo, pos], fold the chunk into the running max and
+            // sum, and turn the scores into weights.
+            for ri in 0..nr {
+                let pos = tokens[a + ri].pos;
+                let valid_from = lo_of(pos).saturating_sub(t).min(len);
+                let valid_to = (pos + 1).saturating_sub(t).min(len);
+                for hi in 0..nh {
+                    let v = ri * nh + hi;
+                    let s = &mut scores[v * CHUNK..v * CHUNK + len];
+                    if valid_from >= valid_to {
+                        s.fill(0.0);
+                        continue;
+                    }
+                    s[..valid_from].fill(f32::NEG_INFINITY);
+                    s[valid_to..].fill(f32::NEG_INFINITY);
+                    let chunk_max = s[valid_from..valid_to]
+                        .iter()
+                        .copied()
+                        .fold(f32::NEG_INFINITY, f32::max);
+                    let m_new = maxes[v].max(chunk_max);
+                    let alpha = (maxes[v] - m_new).exp();
+                    if alpha != 1.0 {
+                        O::scale(&mut accs[v * pv..(v + 1) * pv], alpha);
+                        sums[v] *= alpha;
+                    }
+                    sums[v] += O::exp_sub_sum(s, m_new);
+                    maxes[v] = m_new;
+                }
+            }
+
+            // Accumulate V, KB rows at a time, skipping blocks no vector gives weight.
+            let padded_len = len.div_ceil(KB) * KB;
+            for v in 0..nv {
+                scores[v * CHUNK + len..v * CHUNK + padded_len].fill(0.0);
+            }
+            for j in (0..len).step_by(KB) {
+                let nb = KB.min(len - j);
+                let weight = |v: usize| &scores[v * CHUNK + j..v * CHUNK + j + KB];
+                if (0..nv).all(|v| weight(v).iter().all(|&p| p == 0.0)) {
+                    continue;
+                }
+                O::decode_rows(vty, &data[vbase + j * vhb..], vhb, nb, vbuf, pv);
+                vbuf[nb * pv..].fill(0.0);
+                for v in 0..nv {
+                    let p = weight(v);
+                    if p.iter().any(|&x| x != 0.0) {
+                        O::axpy_block(&mut accs[v * pv..(v + 1) * pv], p, vbuf, pv);
+                    }
+                }
+            }
+            t += len;
+        }
+
+        for ri in 0..nr {
+            for hi in 0..nh {
+                let v = ri * nh + hi;
+                let acc = &mut accs[v * pv..(v + 1) * pv];
+                let row = a + ri;
+                let head = u.h0 + hi;
+                if self.splits == 1 {
+                    // Every row sees at least its own key, so the sum is positive.
+                    self.finish(row, head, acc, sums[v]);
+                } else {
+                    let slot = self.partial(unit, split, (row - u.r0) * self.plan_heads + hi);
+                    slot[0] = maxes[v];
+                    slot[1] = sums[v];
+                    slot[2..].copy_from_slice(acc);
+                }
+            }
+        }
+    }
+
+    /// Combines the split-K partial results of `unit` and writes its output rows.
+    pub(crate) fn merge(&self, unit: usize) {
+        // SAFETY (partial slots): this merge owns every slot of `unit`, and every reference
+        // below is to a different split's slot.
+        let u = self.unit(unit);
+        for row in u.r0..u.r1 {
+            for head in u.h0..u.h1 {
+                let v = (row - u.r0) * self.plan_heads + (head - u.h0);
+                let m = (0..self.splits)
+                    .map(|s| unsafe { self.partial(unit, s, v)[0] })
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let weight = |p: &[f32]| {
+                    if p[1] == 0.0 {
+                        0.0
+                    } else {
+                        (p[0] - m).exp()
+                    }
+                };
+                let first = unsafe { self.partial(unit, 0, v) };
+                let w0 = weight(first);
+                let mut sum = first[1] * w0;
+                let acc = &mut first[2..];
+                for x in acc.iter_mut() {
+                    *x *= w0;
+                }
+                for s in 1..self.splits {
+                    let p = unsafe { self.partial(unit, s, v) };
+                    let w = weight(p);
+                    if w != 0.0 {
+                        sum += p[1] * w;
+                        for (x, y) in acc.iter_mut().zip(&p[2..]) {
+                            *x += w * y;
+                        }
+                    }
+                }
+                self.finish(row, head, acc, sum);
+            }
+        }
+    }
+}
