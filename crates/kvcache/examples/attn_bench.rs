@@ -6,7 +6,8 @@
 //! ctx−1. GB/s counts the K and V bytes of the pages read once per KV head (what a decode
 //! step must stream from memory). With one thread the times are this thread's on-CPU time, so
 //! other load on the machine does not inflate them; with several, wall time.
-//! An optional fourth argument keeps only pairs with that type name.
+//! An optional fourth argument keeps only pairs with that type name. "write us/tok" is the
+//! time to quantize and store one token's K and V rows (one layer), in batches of 512.
 
 use std::time::Instant;
 
@@ -15,13 +16,19 @@ use kvcache::{
     KvType, LayerKind, RayonExecutor, Sequential, TokenPos,
 };
 
-/// Nanoseconds this thread has spent on a CPU (Linux; 0 elsewhere): with other processes
-/// competing for the cores, this, not the wall clock, measures the kernel.
+/// Nanoseconds this thread has spent on a CPU: with other processes competing for the cores,
+/// this, not the wall clock, measures the kernel.
 fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn main() {
@@ -48,8 +55,8 @@ fn main() {
     };
     println!("threads {threads}, {n_heads} heads / {nkv} KV heads of {head_dim}, context {ctx}");
     println!(
-        "{:>7} {:>7} | {:>10} {:>8} | {:>12} {:>10}",
-        "K", "V", "decode us", "GB/s", "prefill ms", "rows/s"
+        "{:>7} {:>7} | {:>10} {:>8} | {:>12} {:>10} | {:>12}",
+        "K", "V", "decode us", "GB/s", "prefill ms", "rows/s", "write us/tok"
     );
     let pairs = [
         (KvType::F32, KvType::F32),
@@ -90,12 +97,20 @@ fn main() {
                 .wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         };
+        let mut write_secs = 0.0;
         for start in (0..ctx).step_by(512) {
             let end = (start + 512).min(ctx);
             let tokens: Vec<TokenPos> = (start..end).map(|pos| TokenPos { seq: 0, pos }).collect();
             let kv: Vec<f32> = (0..tokens.len() * nkv * head_dim).map(|_| rnd()).collect();
-            cache.write(0, &tokens, &kv, &kv).expect("write");
+            let (t, c) = (Instant::now(), thread_cpu_ns());
+            cache.write_with(0, &tokens, &kv, &kv, exec).expect("write");
+            write_secs += if threads == 1 {
+                (thread_cpu_ns() - c) as f64 * 1e-9
+            } else {
+                t.elapsed().as_secs_f64()
+            };
         }
+        let write_us_per_token = write_secs * 1e6 / ctx as f64;
         let kv_bytes =
             cache.layout().data_bytes as f64 * ctx as f64 / (cfg.n_pages * cfg.page_size) as f64;
 
@@ -139,13 +154,14 @@ fn main() {
         let prefill_rows = 512.min(ctx);
         let prefill = run(prefill_rows, 1);
         println!(
-            "{:>7} {:>7} | {:>10.1} {:>8.2} | {:>12.1} {:>10.0}",
+            "{:>7} {:>7} | {:>10.1} {:>8.2} | {:>12.1} {:>10.0} | {:>12.2}",
             k.name(),
             v.name(),
             decode * 1e6,
             kv_bytes / decode / 1e9,
             prefill * 1e3,
-            prefill_rows as f64 / prefill
+            prefill_rows as f64 / prefill,
+            write_us_per_token
         );
     }
 }

@@ -1,7 +1,10 @@
 //! The cache itself: page storage, sequences, and writing K/V rows.
 
+use std::sync::Mutex;
+
 use crate::codec::encode_head;
 use crate::error::{KvError, Result};
+use crate::exec::{Executor, Sequential};
 use crate::layout::{KvConfig, KvLayout, LayerKind};
 use crate::pool::PagePool;
 
@@ -10,6 +13,20 @@ use crate::pool::PagePool;
 pub struct TokenPos {
     pub seq: usize,
     pub pos: usize,
+}
+
+/// The data buffer's base pointer, shared by the write items (each writes its own rows).
+#[derive(Clone, Copy)]
+struct SharedBytes(*mut u8);
+// SAFETY: items write disjoint byte ranges (see `KvCache::write_with`).
+unsafe impl Send for SharedBytes {}
+unsafe impl Sync for SharedBytes {}
+
+impl SharedBytes {
+    /// A method, so closures capture the whole (Sync) wrapper, not its field.
+    fn ptr(self) -> *mut u8 {
+        self.0
+    }
 }
 
 /// A paged KV cache of fixed size.
@@ -108,20 +125,30 @@ impl KvCache {
         &self.pool
     }
 
-    /// Writes the K and V rows of `tokens` into `layer`, quantizing to the cache types.
+    /// Writes the K and V rows of `tokens` into `layer`, quantizing to the cache types, on the
+    /// calling thread. See [`KvCache::write_with`].
+    pub fn write(&mut self, layer: usize, tokens: &[TokenPos], k: &[f32], v: &[f32]) -> Result<()> {
+        self.write_with(layer, tokens, k, v, &Sequential)
+    }
+
+    /// Writes the K and V rows of `tokens` into `layer`, quantizing to the cache types, with
+    /// the rows spread over `exec`'s workers.
     ///
     /// `k` is `tokens.len() × n_kv_heads × head_dim_k` f32 (after RoPE), `v` likewise with
     /// `head_dim_v`. Positions must be reserved, and each must be at most the layer's current
     /// written length for its sequence (rows of one sequence in increasing order; rewriting an
-    /// earlier position is allowed). Rows are written in order; on error the rows before the
-    /// offending one stay written.
-    pub fn write(&mut self, layer: usize, tokens: &[TokenPos], k: &[f32], v: &[f32]) -> Result<()> {
+    /// earlier position is allowed). On error the rows before the offending one are written.
+    pub fn write_with(
+        &mut self,
+        layer: usize,
+        tokens: &[TokenPos],
+        k: &[f32],
+        v: &[f32],
+        exec: &dyn Executor,
+    ) -> Result<()> {
         let layer_off = self.check_layer(layer)?;
         let c = &self.layout.config;
         let (nkv, dk, dv) = (c.n_kv_heads, c.head_dim_k, c.head_dim_v);
-        let (kty, vty) = (c.k_type, c.v_type);
-        let (khb, vhb) = (self.layout.k_head_bytes, self.layout.v_head_bytes);
-        let page_size = c.page_size;
         for (what, got, per) in [("K rows", k.len(), dk), ("V rows", v.len(), dv)] {
             let expected = tokens.len() * nkv * per;
             if got != expected {
@@ -132,20 +159,67 @@ impl KvCache {
                 });
             }
         }
+        // Bookkeeping first (cheap, in order); then the rows it accepted are encoded.
+        let mut accepted = tokens.len();
+        let mut failure = None;
+        let mut overwrites = false;
         for (i, t) in tokens.iter().enumerate() {
-            self.pool.mark_written(layer, t.seq, t.pos)?;
-            let page = self.pool.page_of(t.seq, t.pos);
-            let slot = t.pos % page_size;
-            for h in 0..nkv {
-                let src = &k[(i * nkv + h) * dk..][..dk];
-                let at = self.layout.k_block(layer_off, page, h) + slot * khb;
-                encode_head(kty, src, &mut self.data[at..at + khb])?;
-                let src = &v[(i * nkv + h) * dv..][..dv];
-                let at = self.layout.v_block(layer_off, page, h) + slot * vhb;
-                encode_head(vty, src, &mut self.data[at..at + vhb])?;
+            match self.pool.mark_written(layer, t.seq, t.pos) {
+                Ok(overwrite) => overwrites |= overwrite,
+                Err(e) => {
+                    accepted = i;
+                    failure = Some(e);
+                    break;
+                }
             }
         }
-        Ok(())
+        let tokens = &tokens[..accepted];
+        let (kty, vty) = (c.k_type, c.v_type);
+        let (khb, vhb) = (self.layout.k_head_bytes, self.layout.v_head_bytes);
+        let page_size = c.page_size;
+        let layout = &self.layout;
+        let pool = &self.pool;
+        let data = SharedBytes(self.data.as_mut_ptr());
+        let encode_error = Mutex::new(None);
+        let encode_token = |i: usize, _worker: usize| {
+            let t = tokens[i];
+            let page = pool.page_of(t.seq, t.pos);
+            let slot = t.pos % page_size;
+            for h in 0..nkv {
+                let k_at = layout.k_block(layer_off, page, h) + slot * khb;
+                let v_at = layout.v_block(layer_off, page, h) + slot * vhb;
+                // SAFETY: both ranges lie inside the data buffer (offsets from the validated
+                // layout and a reserved page), and no other item writes them: distinct
+                // (seq, pos) rows own distinct slots, and batches that rewrite a position run
+                // on one thread (below).
+                let (k_dst, v_dst) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(data.ptr().add(k_at), khb),
+                        std::slice::from_raw_parts_mut(data.ptr().add(v_at), vhb),
+                    )
+                };
+                let result = encode_head(kty, &k[(i * nkv + h) * dk..][..dk], k_dst)
+                    .and_then(|_| encode_head(vty, &v[(i * nkv + h) * dv..][..dv], v_dst));
+                if let Err(e) = result {
+                    if let Ok(mut slot) = encode_error.lock() {
+                        slot.get_or_insert(e);
+                    }
+                }
+            }
+        };
+        if overwrites {
+            // A position may appear twice in this batch: keep the rows in order.
+            Sequential.run(tokens.len(), &encode_token);
+        } else {
+            exec.run(tokens.len(), &encode_token);
+        }
+        if let Some(e) = encode_error.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// The stored bytes of one K head of one written token (for tests, debugging and other

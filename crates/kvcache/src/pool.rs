@@ -138,8 +138,8 @@ impl PagePool {
     }
 
     /// Records a write of `pos` in `layer`: only the next position or an earlier one (an
-    /// overwrite) is allowed, so `0..written` never has holes.
-    pub(crate) fn mark_written(&mut self, layer: usize, seq: usize, pos: usize) -> Result<()> {
+    /// overwrite) is allowed, so `0..written` never has holes. Returns true for an overwrite.
+    pub(crate) fn mark_written(&mut self, layer: usize, seq: usize, pos: usize) -> Result<bool> {
         let reserved = self.reserved(seq)?;
         if pos >= reserved {
             return Err(KvError::NotReserved {
@@ -158,8 +158,9 @@ impl PagePool {
                 written: *w as usize,
             });
         }
+        let overwrite = pos < *w as usize;
         *w = (*w).max(pos as u32 + 1);
-        Ok(())
+        Ok(overwrite)
     }
 }
 
@@ -230,7 +231,7 @@ mod tests {
             p.mark_written(1, 0, 6),
             Err(KvError::NotReserved { reserved: 6, .. })
         ));
-        p.mark_written(1, 0, 0).unwrap(); // overwrite
+        assert!(p.mark_written(1, 0, 0).unwrap(), "overwrite");
         assert_eq!(p.written(0, 1), 2);
         assert_eq!(p.written(0, 0), 0);
         p.truncate(0, 1).unwrap();
