@@ -81,6 +81,18 @@ pub struct GgufFile {
     by_name: HashMap<String, usize>,
 }
 
+impl std::fmt::Debug for GgufFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GgufFile")
+            .field("path", &self.parts[0].path)
+            .field("version", &self.version())
+            .field("parts", &self.parts.len())
+            .field("metadata_keys", &self.metadata().len())
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
 impl GgufFile {
     /// Opens and validates a GGUF file, memory-mapped. If it is the first part of a split model
     /// (`name-00001-of-0000N.gguf` with `split.count` = N), the other parts are opened too and

@@ -17,6 +17,11 @@ pub const ALIGNMENT_KEY: &str = "general.alignment";
 /// How deeply arrays may nest (an array value is level 1). Bounds recursion on hostile input.
 pub const MAX_ARRAY_DEPTH: usize = 8;
 
+/// Pre-allocation cap for element vectors whose elements are larger in memory than in the
+/// file (strings, arrays, tensor infos): counts are already bounded by the file size, this
+/// keeps a hostile count from reserving several times the file size up front.
+const MAX_PREALLOC: usize = 4096;
+
 /// Smallest possible encoded metadata entry: key length, value type, one-byte value.
 const MIN_KV_SIZE: u64 = 8 + 4 + 1;
 /// Smallest possible tensor info: name length, n_dims, type, offset.
@@ -99,9 +104,10 @@ pub(crate) fn parse(bytes: &[u8], part: usize, check_data: bool) -> Result<Heade
             .map_err(|key| GgufError::at(entry_at, ErrorKind::DuplicateKey(key)))?;
     }
 
-    let mut tensors = Vec::with_capacity(n_tensors);
-    let mut info_offsets = Vec::with_capacity(n_tensors);
-    let mut names: HashSet<&str> = HashSet::with_capacity(n_tensors);
+    let cap = n_tensors.min(MAX_PREALLOC);
+    let mut tensors = Vec::with_capacity(cap);
+    let mut info_offsets = Vec::with_capacity(cap);
+    let mut names: HashSet<&str> = HashSet::with_capacity(cap);
     for i in 0..n_tensors {
         let info_at = cur.pos();
         let name = cur.string(|| format!("name of tensor info {i}"))?;
@@ -395,14 +401,14 @@ fn read_array(
             Array::Bool(out)
         }
         ValueType::String => {
-            let mut out = Vec::with_capacity(n);
+            let mut out = Vec::with_capacity(n.min(MAX_PREALLOC));
             for i in 0..n {
                 out.push(cur.string(|| format!("{} element {i}", what()))?.to_owned());
             }
             Array::String(out)
         }
         ValueType::Array => {
-            let mut out = Vec::with_capacity(n);
+            let mut out = Vec::with_capacity(n.min(MAX_PREALLOC));
             for i in 0..n {
                 let inner_what = || format!("{} element {i}", what());
                 out.push(read_array(cur, depth + 1, &inner_what)?);
