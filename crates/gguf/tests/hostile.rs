@@ -101,7 +101,7 @@ fn unsupported_versions() {
 fn empty_and_tiny_files() {
     for len in 0..24 {
         let raw = Raw(Raw::header(3, 0, 0).0[..len].to_vec());
-        let e = raw.parse().err().expect("truncated header parsed");
+        let e = raw.parse().expect_err("truncated header parsed");
         assert!(matches!(e.kind(), ErrorKind::Truncated { .. }), "{e}");
     }
 }
