@@ -160,12 +160,21 @@ impl KvCache {
             }
         }
         // Bookkeeping first (cheap, in order); then the rows it accepted are encoded.
+        let ring = self.layout.ring_pages[layer];
+        let page_size = c.page_size;
         let mut accepted = tokens.len();
         let mut failure = None;
-        let mut overwrites = false;
+        // Rows that must be encoded in order: a position written twice, or a ring page that a
+        // later row of the same batch reuses.
+        let mut in_order = false;
         for (i, t) in tokens.iter().enumerate() {
-            match self.pool.mark_written(layer, t.seq, t.pos) {
-                Ok(overwrite) => overwrites |= overwrite,
+            match self.mark_row(layer, ring, *t) {
+                Ok((overwrite, evicted_from)) => {
+                    in_order |= overwrite;
+                    if let Some(floor) = evicted_from {
+                        in_order |= tokens[..i].iter().any(|u| u.seq == t.seq && u.pos < floor);
+                    }
+                }
                 Err(e) => {
                     accepted = i;
                     failure = Some(e);
@@ -174,24 +183,23 @@ impl KvCache {
             }
         }
         let tokens = &tokens[..accepted];
-        let (kty, vty) = (c.k_type, c.v_type);
+        let (kty, vty) = (self.layout.config.k_type, self.layout.config.v_type);
         let (khb, vhb) = (self.layout.k_head_bytes, self.layout.v_head_bytes);
-        let page_size = c.page_size;
         let layout = &self.layout;
         let pool = &self.pool;
         let data = SharedBytes(self.data.as_mut_ptr());
         let encode_error = Mutex::new(None);
         let encode_token = |i: usize, _worker: usize| {
             let t = tokens[i];
-            let page = pool.page_of(t.seq, t.pos);
+            let page = page_for(layout, pool, layer, t.seq, t.pos);
             let slot = t.pos % page_size;
             for h in 0..nkv {
                 let k_at = layout.k_block(layer_off, page, h) + slot * khb;
                 let v_at = layout.v_block(layer_off, page, h) + slot * vhb;
                 // SAFETY: both ranges lie inside the data buffer (offsets from the validated
-                // layout and a reserved page), and no other item writes them: distinct
-                // (seq, pos) rows own distinct slots, and batches that rewrite a position run
-                // on one thread (below).
+                // layout and a reserved or ring page), and no other item writes them: distinct
+                // (seq, pos) rows own distinct slots, and batches where two rows share a slot
+                // run on one thread (below).
                 let (k_dst, v_dst) = unsafe {
                     (
                         std::slice::from_raw_parts_mut(data.ptr().add(k_at), khb),
@@ -207,8 +215,7 @@ impl KvCache {
                 }
             }
         };
-        if overwrites {
-            // A position may appear twice in this batch: keep the rows in order.
+        if in_order {
             Sequential.run(tokens.len(), &encode_token);
         } else {
             exec.run(tokens.len(), &encode_token);
@@ -220,6 +227,56 @@ impl KvCache {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Bookkeeping of one row write: returns whether it rewrites a position, and for a ring
+    /// layer the new eviction floor if the write evicted a page.
+    fn mark_row(
+        &mut self,
+        layer: usize,
+        ring: Option<usize>,
+        t: TokenPos,
+    ) -> Result<(bool, Option<usize>)> {
+        self.pool.check_seq(t.seq)?;
+        if ring.is_some() {
+            let floor = self.pool.floor(t.seq, layer);
+            if t.pos < floor {
+                return Err(KvError::Evicted {
+                    layer,
+                    seq: t.seq,
+                    pos: t.pos,
+                    floor,
+                });
+            }
+        }
+        let overwrite = self.pool.mark_written(layer, t.seq, t.pos)?;
+        let mut evicted = None;
+        if let Some(ring) = ring {
+            // Page p takes the ring slot of page p − ring: everything before page p − ring + 1
+            // is gone.
+            let page = t.pos / self.layout.config.page_size;
+            if page + 1 > ring {
+                let floor = (page + 1 - ring) * self.layout.config.page_size;
+                if self.pool.raise_floor(t.seq, layer, floor) {
+                    evicted = Some(floor);
+                }
+            }
+        }
+        Ok((overwrite, evicted))
+    }
+
+    /// Positions of `seq` below this are evicted from `layer` (0 unless it is a
+    /// `SlidingRing` layer).
+    pub fn evicted_below(&self, layer: usize, seq: usize) -> Result<usize> {
+        self.check_layer(layer)?;
+        self.pool.check_seq(seq)?;
+        Ok(self.pool.floor(seq, layer))
+    }
+
+    /// The page of `layer`'s storage that holds position `pos` of `seq`.
+    #[inline]
+    pub(crate) fn page_for(&self, layer: usize, seq: usize, pos: usize) -> usize {
+        page_for(&self.layout, &self.pool, layer, seq, pos)
     }
 
     /// The stored bytes of one K head of one written token (for tests, debugging and other
@@ -254,6 +311,15 @@ impl KvCache {
                 written,
             });
         }
+        let floor = self.pool.floor(seq, layer);
+        if pos < floor {
+            return Err(KvError::Evicted {
+                layer,
+                seq,
+                pos,
+                floor,
+            });
+        }
         if kv_head >= self.layout.config.n_kv_heads {
             return Err(KvError::Shape(format!(
                 "KV head {kv_head} out of range: the cache has {} KV heads",
@@ -262,8 +328,18 @@ impl KvCache {
         }
         Ok((
             layer_off,
-            self.pool.page_of(seq, pos),
+            self.page_for(layer, seq, pos),
             pos % self.layout.config.page_size,
         ))
+    }
+}
+
+/// The page of `layer`'s storage holding position `pos` of `seq`: its own ring slot for a
+/// `SlidingRing` layer, else the sequence's page in the shared pool.
+#[inline]
+fn page_for(layout: &KvLayout, pool: &PagePool, layer: usize, seq: usize, pos: usize) -> usize {
+    match layout.ring_pages[layer] {
+        Some(ring) => seq * ring + (pos / layout.config.page_size) % ring,
+        None => pool.page_of(seq, pos),
     }
 }

@@ -59,6 +59,15 @@ pub enum KvError {
         written: usize,
     },
 
+    /// A sliding-ring layer no longer holds a position that a write or query needs.
+    #[error("layer {layer}, sequence {seq}: position {pos} was evicted from the sliding-window ring (positions below {floor} are gone; write at most max_batch positions between attention calls)")]
+    Evicted {
+        layer: usize,
+        seq: usize,
+        pos: usize,
+        floor: usize,
+    },
+
     /// A buffer argument has the wrong length.
     #[error("{what}: expected {expected} values, got {got}")]
     BadLength {

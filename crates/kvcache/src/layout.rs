@@ -24,9 +24,26 @@ pub enum LayerKind {
     /// Attention over every earlier position.
     Full,
     /// Attention over the last `window` positions only (the query's own included): a query at
-    /// position `p` sees keys at `p - window + 1 ..= p`. The layer still keeps every page (page
-    /// reuse for sliding layers is future work); the window is a mask.
+    /// position `p` sees keys at `p - window + 1 ..= p`. The layer keeps every page of the
+    /// shared pool; the window is only a mask.
     Sliding { window: usize },
+    /// As `Sliding`, but the layer stores only what the window can still reach: each sequence
+    /// owns a fixed ring of `⌈(window + max_batch − 1) / page_size⌉ + 1` pages of this layer
+    /// (not pages of the shared pool), and writing a new page evicts the oldest.
+    /// `max_batch` is the most positions of one sequence written to the layer between two
+    /// attention calls (the ubatch size); a query whose window reaches an evicted position is
+    /// an error ([`crate::KvError::Evicted`]), never stale data.
+    SlidingRing { window: usize, max_batch: usize },
+}
+
+impl LayerKind {
+    /// The attention window, if the layer has one.
+    pub fn window(self) -> Option<usize> {
+        match self {
+            LayerKind::Sliding { window } | LayerKind::SlidingRing { window, .. } => Some(window),
+            LayerKind::Full | LayerKind::Uncached => None,
+        }
+    }
 }
 
 /// Everything that fixes the cache's size; [`KvLayout::new`] validates it.
@@ -75,6 +92,11 @@ pub struct KvLayout {
     pub page_bytes: usize,
     /// Byte offset of each layer's first page in the data buffer; `None` for uncached layers.
     pub layer_offsets: Vec<Option<usize>>,
+    /// Pages of each layer's storage: `n_pages` (shared pool), `max_seqs × ring` for a
+    /// `SlidingRing` layer, 0 if uncached.
+    pub layer_pages: Vec<usize>,
+    /// Ring length (pages per sequence) of each `SlidingRing` layer.
+    pub ring_pages: Vec<Option<usize>>,
     /// Bytes of page storage: cached layers × pages × page bytes.
     pub data_bytes: usize,
     /// Bytes of bookkeeping (page tables, free list, per-layer write marks), all allocated at
@@ -113,8 +135,11 @@ impl KvLayout {
             )));
         }
         for (i, l) in c.layers.iter().enumerate() {
-            if let LayerKind::Sliding { window: 0 } = l {
+            if l.window() == Some(0) {
                 return Err(KvError::Config(format!("layer {i}: sliding window of 0")));
+            }
+            if let LayerKind::SlidingRing { max_batch: 0, .. } = l {
+                return Err(KvError::Config(format!("layer {i}: max_batch of 0")));
             }
         }
         let padded_dim_k = c
@@ -134,16 +159,33 @@ impl KvLayout {
                 .checked_mul(c.n_kv_heads)
                 .and_then(|n| n.checked_mul(k_head_bytes + v_head_bytes)),
         )?;
-        let layer_bytes = checked("layer size", page_bytes.checked_mul(c.n_pages))?;
-        let mut layer_offsets = Vec::with_capacity(c.layers.len());
+        let n = c.layers.len();
+        let (mut layer_offsets, mut layer_pages, mut ring_pages) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         let mut data_bytes = 0usize;
         for l in &c.layers {
-            if *l == LayerKind::Uncached {
-                layer_offsets.push(None);
-            } else {
-                layer_offsets.push(Some(data_bytes));
-                data_bytes = checked("cache size", data_bytes.checked_add(layer_bytes))?;
-            }
+            let (pages, ring) = match *l {
+                LayerKind::Uncached => (0, None),
+                LayerKind::Full | LayerKind::Sliding { .. } => (c.n_pages, None),
+                LayerKind::SlidingRing { window, max_batch } => {
+                    // Keys a batch's queries need: max_batch − 1 before the window's
+                    // window − 1; spread over one more page than they fill when unaligned.
+                    let span = checked("ring size", window.checked_add(max_batch - 1))?;
+                    let ring = span.div_ceil(c.page_size) + 1;
+                    (
+                        checked("ring size", ring.checked_mul(c.max_seqs))?,
+                        Some(ring),
+                    )
+                }
+            };
+            layer_offsets.push((*l != LayerKind::Uncached).then_some(data_bytes));
+            layer_pages.push(pages);
+            ring_pages.push(ring);
+            let bytes = checked("layer size", page_bytes.checked_mul(pages))?;
+            data_bytes = checked("cache size", data_bytes.checked_add(bytes))?;
         }
         let metadata_bytes = checked(
             "metadata size",
@@ -157,6 +199,8 @@ impl KvLayout {
             v_head_bytes,
             page_bytes,
             layer_offsets,
+            layer_pages,
+            ring_pages,
             data_bytes,
             metadata_bytes,
         })
@@ -188,14 +232,15 @@ impl KvLayout {
 
 /// u32 words of bookkeeping: the free list (one per page), the page tables (one row of
 /// `n_pages` per sequence, since one sequence may take the whole pool), the reserved length of
-/// each sequence, and a written-positions mark per (sequence, layer).
+/// each sequence, and per (sequence, layer) a written-positions mark and the lowest position
+/// not evicted (sliding rings).
 pub(crate) fn metadata_words(c: &KvConfig) -> Option<usize> {
     let tables = c.max_seqs.checked_mul(c.n_pages)?;
     let marks = c.max_seqs.checked_mul(c.layers.len())?;
     c.n_pages
         .checked_add(tables)?
         .checked_add(c.max_seqs)?
-        .checked_add(marks)
+        .checked_add(marks.checked_mul(2)?)
 }
 
 #[cfg(test)]
@@ -232,13 +277,38 @@ mod tests {
             l.layer_offsets,
             vec![Some(0), None, Some(10 * l.page_bytes)]
         );
-        assert_eq!(l.metadata_bytes, 4 * (10 + 2 * 10 + 2 + 2 * 3));
+        assert_eq!(l.metadata_bytes, 4 * (10 + 2 * 10 + 2 + 2 * 2 * 3));
         // V of head 1 in page 2 of layer 2: after the layer start, two pages, all K rows of the
         // page and head 0's V rows.
         assert_eq!(
             l.v_block(l.layer_offsets[2].unwrap(), 2, 1),
             10 * l.page_bytes + 2 * l.page_bytes + 16 * 3 * 68 + 16 * 50
         );
+    }
+
+    #[test]
+    fn ring_layers_hold_what_the_window_reaches() {
+        let mut c = config();
+        // Window 512, batches of up to 512, pages of 16: 1023 positions span at most
+        // ⌈1023/16⌉ + 1 = 65 pages per sequence, 2 sequences.
+        c.layers[2] = LayerKind::SlidingRing {
+            window: 512,
+            max_batch: 512,
+        };
+        let l = KvLayout::new(&c).unwrap();
+        assert_eq!(l.ring_pages, vec![None, None, Some(65)]);
+        assert_eq!(l.layer_pages, vec![10, 0, 130]);
+        assert_eq!(l.data_bytes, (10 + 130) * l.page_bytes);
+        c.layers[2] = LayerKind::SlidingRing {
+            window: 16,
+            max_batch: 1,
+        };
+        assert_eq!(KvLayout::new(&c).unwrap().ring_pages[2], Some(2));
+        c.layers[2] = LayerKind::SlidingRing {
+            window: 4,
+            max_batch: 0,
+        };
+        assert!(KvLayout::new(&c).is_err());
     }
 
     #[test]

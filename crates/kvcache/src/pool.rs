@@ -20,6 +20,8 @@ pub(crate) struct PagePool {
     reserved: Vec<u32>,
     /// `written[s * n_layers + l]`: positions `0..written` of sequence `s` hold K/V in layer `l`.
     written: Vec<u32>,
+    /// `floors[s * n_layers + l]`: positions below it were evicted from layer `l`'s ring.
+    floors: Vec<u32>,
 }
 
 impl PagePool {
@@ -38,6 +40,7 @@ impl PagePool {
             tables: vec![0; config.max_seqs * n_pages],
             reserved: vec![0; config.max_seqs],
             written: vec![0; config.max_seqs * n_layers],
+            floors: vec![0; config.max_seqs * n_layers],
         }
     }
 
@@ -46,7 +49,8 @@ impl PagePool {
         4 * (self.free.capacity()
             + self.tables.capacity()
             + self.reserved.capacity()
-            + self.written.capacity())
+            + self.written.capacity()
+            + self.floors.capacity())
     }
 
     pub(crate) fn check_seq(&self, seq: usize) -> Result<()> {
@@ -125,10 +129,32 @@ impl PagePool {
             self.free.push(self.tables[base + i]);
         }
         self.reserved[seq] = n_tokens as u32;
-        for w in &mut self.written[seq * self.n_layers..(seq + 1) * self.n_layers] {
+        let marks = seq * self.n_layers..(seq + 1) * self.n_layers;
+        for w in &mut self.written[marks.clone()] {
             *w = (*w).min(n_tokens as u32);
         }
+        // Positions from n_tokens on will be written anew; below it, what was evicted stays so.
+        for f in &mut self.floors[marks] {
+            *f = (*f).min(n_tokens as u32);
+        }
         Ok(())
+    }
+
+    /// Positions of `seq` below this are evicted from `layer` (0 unless it is a ring layer).
+    pub(crate) fn floor(&self, seq: usize, layer: usize) -> usize {
+        self.floors[seq * self.n_layers + layer] as usize
+    }
+
+    /// Records that positions below `floor` are evicted from `layer`; returns true if that
+    /// raised the floor.
+    pub(crate) fn raise_floor(&mut self, seq: usize, layer: usize, floor: usize) -> bool {
+        let f = &mut self.floors[seq * self.n_layers + layer];
+        if floor > *f as usize {
+            *f = floor as u32;
+            true
+        } else {
+            false
+        }
     }
 
     /// The physical page holding position `pos` of `seq`; `pos` must be reserved.
@@ -234,7 +260,12 @@ mod tests {
         assert!(p.mark_written(1, 0, 0).unwrap(), "overwrite");
         assert_eq!(p.written(0, 1), 2);
         assert_eq!(p.written(0, 0), 0);
+        p.raise_floor(0, 1, 1);
+        assert_eq!(p.floor(0, 1), 1);
         p.truncate(0, 1).unwrap();
         assert_eq!(p.written(0, 1), 1);
+        assert_eq!(p.floor(0, 1), 1);
+        p.truncate(0, 0).unwrap();
+        assert_eq!(p.floor(0, 1), 0);
     }
 }

@@ -359,3 +359,140 @@ fn long_context_decode_split_k() {
         }
     }
 }
+
+/// Sliding layers kept in per-sequence rings (pages reused) against the f64 reference.
+#[test]
+fn sliding_window_ring() {
+    for (k, v) in [(KvType::F16, KvType::F16), (KvType::Q8_0, KvType::Turbo3)] {
+        for (window, page, round) in [(5, 4, 3), (13, 8, 7), (40, 8, 12), (64, 64, 64)] {
+            let mut s = Scenario::new(k, v, 64);
+            s.page_size = page;
+            s.n_pages = 60;
+            s.seq_lens = vec![150, 47, 3];
+            s.round = round;
+            s.rows_per_seq = round;
+            s.extra_row = false;
+            s.window = Some(window);
+            s.ring_batch = Some(round);
+            check(&s);
+        }
+    }
+}
+
+/// A model-like run (prefill in batches, then decode steps, attention after every write) on
+/// a ring layer gives exactly the outputs of the same layer kept in shared pages, with less
+/// memory; a batch longer than the ring allows is refused, not answered from evicted rows.
+#[test]
+fn ring_layer_equals_paged_layer() {
+    use kvcache::{KvCache, KvError, LayerKind, TokenPos};
+    let (window, max_batch, page) = (20, 16, 8);
+    let mut ring = Scenario::new(KvType::Q4_0, KvType::Turbo4, 64);
+    ring.page_size = page;
+    ring.n_pages = 40;
+    ring.seq_lens = vec![0, 0];
+    ring.window = Some(window);
+    ring.ring_batch = Some(max_batch);
+    let mut paged = ring.clone();
+    paged.ring_batch = None;
+    let mut a = KvCache::new(&ring.config()).unwrap();
+    let mut b = KvCache::new(&paged.config()).unwrap();
+    assert!(a.allocated_bytes() < b.allocated_bytes());
+    assert!(matches!(
+        ring.config().layers[LAYER],
+        LayerKind::SlidingRing { .. }
+    ));
+    let mut rng = Rng::new(11);
+    let n_heads = ring.n_heads();
+    let mut len = [0usize; 2];
+    // Batches: prompts of 16+16+5 and 9 tokens, then single-token steps.
+    let plan: Vec<(usize, usize)> = vec![(0, 16), (1, 9), (0, 16), (0, 5)]
+        .into_iter()
+        .chain((0..30).map(|i| (i % 2, 1)))
+        .collect();
+    for (seq, n) in plan {
+        let tokens: Vec<TokenPos> = (len[seq]..len[seq] + n)
+            .map(|pos| TokenPos { seq, pos })
+            .collect();
+        len[seq] += n;
+        a.reserve(seq, len[seq]).unwrap();
+        b.reserve(seq, len[seq]).unwrap();
+        for layer in [1, LAYER] {
+            let k = rng.normals(n * 2 * 64, 1.0);
+            let v = rng.normals(n * 2 * 64, 1.0);
+            a.write(layer, &tokens, &k, &v).unwrap();
+            b.write(layer, &tokens, &k, &v).unwrap();
+        }
+        let q = rng.normals(n * n_heads * 64, 1.0);
+        let built = |cache: KvCache, q: Vec<f32>| Built {
+            cache,
+            tokens: tokens.clone(),
+            q,
+            scale: 0.125,
+            n_heads,
+        };
+        let ba = built(a, q.clone());
+        let bb = built(b, q);
+        for path in paths() {
+            let oa = run_kernel_on(&ba.cache, &ba, &Sequential, path);
+            let ob = run_kernel_on(&bb.cache, &bb, &Sequential, path);
+            assert_eq!(
+                oa.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                ob.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "{path:?} seq {seq} at {}",
+                len[seq]
+            );
+        }
+        a = ba.cache;
+        b = bb.cache;
+    }
+    // Sequence 0 is at 52; its ring has ⌈(20 + 16 − 1) / 8⌉ + 1 = 6 pages and holds pages
+    // 1..=6 (positions 8..56). A batch of 30 (pages up to 10) evicts everything below 40,
+    // which its first row (window from 33) needs.
+    assert_eq!(a.evicted_below(LAYER, 0).unwrap(), 8);
+    let tokens: Vec<TokenPos> = (52..82).map(|pos| TokenPos { seq: 0, pos }).collect();
+    a.reserve(0, 82).unwrap();
+    let k = rng.normals(30 * 2 * 64, 1.0);
+    a.write(LAYER, &tokens, &k, &k).unwrap();
+    let bad = Built {
+        cache: a,
+        tokens: tokens[..1].to_vec(),
+        q: rng.normals(n_heads * 64, 1.0),
+        scale: 0.125,
+        n_heads,
+    };
+    let shape = kvcache::AttentionShape::for_layout(bad.cache.layout(), n_heads, 1, 1);
+    let mut ws = vec![0.0; kvcache::attention_workspace_floats(&shape).unwrap()];
+    let mut out = vec![0.0; n_heads * 64];
+    let e = bad
+        .cache
+        .attend(
+            &kvcache::AttentionInput {
+                layer: LAYER,
+                tokens: &bad.tokens,
+                q: &bad.q,
+                n_heads,
+                scale: 0.125,
+            },
+            &mut out,
+            &Sequential,
+            &mut ws,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            KvError::Evicted {
+                pos: 33,
+                floor: 40,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Rolling back past the eviction floor cannot be answered either; freeing resets.
+    let mut a = bad.cache;
+    a.truncate(0, 40).unwrap();
+    assert!(a.k_head(LAYER, 0, 39, 0).is_err());
+    a.free_sequence(0).unwrap();
+    assert_eq!(a.evicted_below(LAYER, 0).unwrap(), 0);
+}

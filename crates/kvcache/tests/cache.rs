@@ -46,11 +46,31 @@ fn allocated_bytes_equal_the_formula() {
                     }
                 };
                 let data = 3 * cfg.n_pages * 32 * 3 * (head_bytes(k) + head_bytes(v));
-                let meta = 4 * (cfg.n_pages * (1 + cfg.max_seqs) + 4 + 4 * 4);
+                // Free list + page tables, reserved lengths, marks and floors per (seq, layer).
+                let meta = 4 * (cfg.n_pages * (1 + cfg.max_seqs) + 4 + 2 * 4 * 4);
                 assert_eq!(need, data + meta, "{k}/{v} head {hd}");
             }
         }
     }
+}
+
+/// A sliding layer kept in rings holds max_seqs × ring pages instead of the shared pool's.
+#[test]
+fn ring_layers_allocate_their_formula() {
+    let mut cfg = config(KvType::Turbo3, KvType::Q8_0, 128);
+    cfg.layers[1] = LayerKind::SlidingRing {
+        window: 512,
+        max_batch: 512,
+    };
+    cfg.n_pages = KvConfig::pages_for_context(32768, 4, 32);
+    let need = KvCache::bytes_required(&cfg).unwrap();
+    let cache = KvCache::new(&cfg).unwrap();
+    assert_eq!(cache.allocated_bytes(), need);
+    let l = cache.layout();
+    let ring = (512 + 511usize).div_ceil(32) + 1;
+    assert_eq!(l.data_bytes, (2 * cfg.n_pages + 4 * ring) * l.page_bytes);
+    cfg.layers[1] = LayerKind::Sliding { window: 512 };
+    assert!(KvCache::bytes_required(&cfg).unwrap() > need);
 }
 
 #[test]

@@ -165,7 +165,6 @@ impl Job<'_> {
         let tokens = self.input.tokens;
         let seq = tokens[a].seq;
         let data = cache.data();
-        let pool = cache.pool();
         let centroids = turbo_centroids(kty);
         let nc = centroids.len();
         let table_k = kty.is_turbo() && O::TURBO_K_TABLE;
@@ -240,7 +239,7 @@ impl Job<'_> {
         while t < k_end {
             let slot = t % page_size;
             let len = CHUNK.min(page_size - slot).min(k_end - t);
-            let page = pool.page_of(seq, t);
+            let page = cache.page_for(self.input.layer, seq, t);
             let kbase = layout.k_block(self.layer_off, page, u.kv_head) + slot * khb;
             let vbase = layout.v_block(self.layer_off, page, u.kv_head) + slot * vhb;
 

@@ -40,7 +40,7 @@ use crate::cache::{KvCache, TokenPos};
 use crate::codec::turbo_centroids;
 use crate::error::{KvError, Result};
 use crate::exec::Executor;
-use crate::layout::{KvLayout, LayerKind};
+use crate::layout::KvLayout;
 use crate::types::KvType;
 
 use kernel::{Job, SharedMut};
@@ -320,6 +320,7 @@ impl KvCache {
                 });
             }
         }
+        let window = self.layer_kind(layer).window();
         for t in input.tokens {
             self.pool().check_seq(t.seq)?;
             let written = self.pool().written(t.seq, layer);
@@ -329,6 +330,16 @@ impl KvCache {
                     seq: t.seq,
                     pos: t.pos,
                     written,
+                });
+            }
+            let lo = window.map_or(0, |w| (t.pos + 1).saturating_sub(w));
+            let floor = self.pool().floor(t.seq, layer);
+            if lo < floor {
+                return Err(KvError::Evicted {
+                    layer,
+                    seq: t.seq,
+                    pos: lo,
+                    floor,
                 });
             }
         }
@@ -350,10 +361,7 @@ impl KvCache {
             cache: self,
             input,
             layer_off,
-            window: match self.layer_kind(layer) {
-                LayerKind::Sliding { window } => Some(window),
-                _ => None,
-            },
+            window,
             group: input.n_heads / c.n_kv_heads,
             plan_heads: plan.heads,
             head_chunks: plan.head_chunks,

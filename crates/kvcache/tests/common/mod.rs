@@ -62,6 +62,9 @@ pub struct Scenario {
     pub page_size: usize,
     pub n_pages: usize,
     pub window: Option<usize>,
+    /// With a window: keep the layer in a per-sequence ring for batches of this many rows
+    /// (`LayerKind::SlidingRing`) instead of the shared pages.
+    pub ring_batch: Option<usize>,
     /// Tokens written per sequence; sequence `s` gets `seq_lens[s]`.
     pub seq_lens: Vec<usize>,
     /// Tokens each sequence adds per write round (rounds interleave the sequences' pages).
@@ -87,6 +90,7 @@ impl Scenario {
             page_size: 16,
             n_pages: 16,
             window: None,
+            ring_batch: None,
             seq_lens: vec![37, 21],
             round: 7,
             rows_per_seq: 3,
@@ -101,9 +105,10 @@ impl Scenario {
     }
 
     pub fn config(&self) -> KvConfig {
-        let kind = match self.window {
-            Some(window) => LayerKind::Sliding { window },
-            None => LayerKind::Full,
+        let kind = match (self.window, self.ring_batch) {
+            (Some(window), Some(max_batch)) => LayerKind::SlidingRing { window, max_batch },
+            (Some(window), None) => LayerKind::Sliding { window },
+            (None, _) => LayerKind::Full,
         };
         KvConfig {
             // Layer 0 is uncached so the tested layer's storage does not start at offset 0.
