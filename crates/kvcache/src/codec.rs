@@ -1,7 +1,8 @@
 //! One head of one token, encoded into and decoded out of its cache type.
 //!
 //! Encoding uses the `formats` crate's reference quantizers, so stored bytes are exactly what
-//! ggml (or the TurboQuant reference) would store. Decoding is this crate's own: the attention
+//! ggml (or the TurboQuant reference) would store; turbo groups go through a faster AVX2
+//! encoder where the CPU has it, which writes the same bytes (`turbo_encode`). Decoding is this crate's own: the attention
 //! kernel decodes one head row at a time into a small scratch, and these loops are written for
 //! that (no per-block dispatch, no block copies). Tests check them against `formats::dequantize`.
 //!
@@ -25,12 +26,20 @@ pub(crate) fn encode_head(ty: KvType, src: &[f32], dst: &mut [u8]) -> Result<()>
         return formats::quantize(ty.ggml(), src, dst).map_err(err);
     }
     let bytes = ty.block_bytes();
+    #[cfg(target_arch = "x86_64")]
+    let fast = crate::turbo_encode::available();
     for (g, out) in dst.chunks_exact_mut(bytes).enumerate() {
         let start = g * QK_TURBO;
         let end = src.len().min(start + QK_TURBO);
         let mut group = [0.0f32; QK_TURBO];
         if start < end {
             group[..end - start].copy_from_slice(&src[start..end]);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if fast && out.len() == bytes {
+            // SAFETY: `available()` checked the CPU features.
+            unsafe { crate::turbo_encode::encode_group(ty, &group, out) };
+            continue;
         }
         formats::quantize(ty.ggml(), &group, out).map_err(err)?;
     }

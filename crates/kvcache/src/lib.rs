@@ -26,6 +26,8 @@ mod error;
 mod exec;
 mod layout;
 mod pool;
+#[cfg(target_arch = "x86_64")]
+mod turbo_encode;
 mod types;
 
 pub use attention::{
