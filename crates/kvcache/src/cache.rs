@@ -30,11 +30,20 @@ impl SharedBytes {
 }
 
 /// A paged KV cache of fixed size.
-#[derive(Debug)]
 pub struct KvCache {
     layout: KvLayout,
     data: Vec<u8>,
     pool: PagePool,
+}
+
+/// Geometry and occupancy only: the page bytes (gigabytes) are never printed.
+impl std::fmt::Debug for KvCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvCache")
+            .field("layout", &self.layout)
+            .field("free_pages", &self.pool.free_pages())
+            .finish_non_exhaustive()
+    }
 }
 
 impl KvCache {
@@ -150,7 +159,7 @@ impl KvCache {
         let c = &self.layout.config;
         let (nkv, dk, dv) = (c.n_kv_heads, c.head_dim_k, c.head_dim_v);
         for (what, got, per) in [("K rows", k.len(), dk), ("V rows", v.len(), dv)] {
-            let expected = tokens.len() * nkv * per;
+            let expected = tokens.len().saturating_mul(nkv * per);
             if got != expected {
                 return Err(KvError::BadLength {
                     what,

@@ -309,8 +309,16 @@ impl KvCache {
         };
         let plan = Plan::new(&shape, n_rows)?;
         for (what, got, expected) in [
-            ("query", input.q.len(), n_rows * input.n_heads * dk),
-            ("attention output", out.len(), n_rows * input.n_heads * dv),
+            (
+                "query",
+                input.q.len(),
+                n_rows.saturating_mul(input.n_heads).saturating_mul(dk),
+            ),
+            (
+                "attention output",
+                out.len(),
+                n_rows.saturating_mul(input.n_heads).saturating_mul(dv),
+            ),
         ] {
             if got != expected {
                 return Err(KvError::BadLength {
