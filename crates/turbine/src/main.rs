@@ -17,13 +17,19 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Tokenize text with a model's tokenizer, like llama-tokenize.
     Tokenize(cmd::tokenize::Args),
+    /// Generate text for one prompt, streamed to stdout.
+    Run(cmd::run::Args),
+    /// Print the memory plan (per-buffer table and breakdown line) from the GGUF header.
+    Plan(cmd::plan::Args),
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cmd::plan::llama_style_args(std::env::args_os()));
     let result = match cli.command {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Tokenize(args) => cmd::tokenize::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Plan(args) => cmd::plan::run(args),
     };
     if let Err(err) = result {
         // One line, the whole cause chain: users grep logs for it.
