@@ -1,5 +1,7 @@
-//! Decode-shape matvec timing: GB/s of weight bytes read per second, per weight type, kernel
-//! path and thread count, plus the thread pool's dispatch latency.
+//! Decode-shape matvec timing: GB/s of weight bytes read per second (and GFLOP/s, which is the
+//! number that matters for prefill shapes, `--tokens N`), per weight type, kernel path and
+//! thread count, plus the thread pool's dispatch latency. Each configuration reports its
+//! fastest call (shared machines only ever add noise upward) and the median.
 //!
 //! cargo run --release -p cpu --example matmul_bench -- [-t 1,2] [--paths scalar,avx2]
 //!     [--types q4_0,q4_K] [--shapes 576x576,4096x4096] [--ms 300] [--tokens 1]
@@ -129,8 +131,8 @@ fn main() {
         );
     }
     println!(
-        "{:>12} {:>7} {:>7} {:>3} {:>10} {:>9} {:>8}",
-        "shape", "type", "path", "t", "MB", "us/call", "GB/s"
+        "{:>12} {:>7} {:>7} {:>3} {:>8} {:>9} {:>9} {:>8} {:>8}",
+        "shape", "type", "path", "t", "MB", "best us", "median us", "GB/s", "GFLOP/s"
     );
     for &(rows, cols) in &args.shapes {
         for &ty in &args.types {
@@ -174,16 +176,19 @@ fn main() {
                         times.push(t0.elapsed().as_secs_f64());
                     }
                     times.sort_by(|a, b| a.total_cmp(b));
-                    let med = times[times.len() / 2];
+                    let (best, med) = (times[0], times[times.len() / 2]);
+                    let flops = 2.0 * rows as f64 * cols as f64 * args.tokens as f64;
                     println!(
-                        "{:>12} {:>7} {:>7} {:>3} {:>10.2} {:>9.1} {:>8.2}",
+                        "{:>12} {:>7} {:>7} {:>3} {:>8.2} {:>9.1} {:>9.1} {:>8.2} {:>8.1}",
                         format!("{rows}x{cols}"),
                         ty.name(),
                         path.name(),
                         t,
                         w.len() as f64 / 1e6,
+                        best * 1e6,
                         med * 1e6,
-                        w.len() as f64 / med / 1e9
+                        w.len() as f64 / best / 1e9,
+                        flops / best / 1e9
                     );
                 }
             }

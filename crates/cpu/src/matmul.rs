@@ -12,7 +12,7 @@
 
 use formats::GgmlType;
 
-use crate::act_quant::{companion_type, quantize_row_unchecked};
+use crate::act_quant::{append_f32_scales, companion_type, quantize_row_unchecked};
 use crate::blocks::*;
 use crate::context::{Cpu, Simd};
 use crate::dot::{scalar, RowDot, ScalarF32, ScalarPacked};
@@ -54,10 +54,14 @@ pub const MATMUL_TYPES: [GgmlType; 14] = [
 
 /// Bytes of one activation row of `cols` values in the companion format of weight type `ty`
 /// (0 when the kernel reads f32 activations directly, or for unsupported types).
+///
+/// q8_0 and q8_1 rows are the ggml blocks followed by each block's scale as an f32, then each
+/// block's `s = d · Σ q` as an f32 (q8_1: its stored f16 `s` widened): the SIMD kernels load
+/// eight of them at once instead of widening one f16 per block.
 fn act_row_bytes(ty: GgmlType, cols: usize) -> usize {
     match companion_type(ty) {
-        Some(GgmlType::Q8_0) => cols.div_ceil(QK) * Q8_0_BYTES,
-        Some(GgmlType::Q8_1) => cols.div_ceil(QK) * Q8_1_BYTES,
+        Some(GgmlType::Q8_0) => cols.div_ceil(QK) * (Q8_0_BYTES + 8),
+        Some(GgmlType::Q8_1) => cols.div_ceil(QK) * (Q8_1_BYTES + 8),
         Some(GgmlType::Q8K) => cols.div_ceil(QK_K) * Q8_K_BYTES,
         Some(GgmlType::F16) => cols * 2,
         _ => 0,
@@ -221,16 +225,22 @@ fn quantize_activations(
     arb: usize,
 ) {
     let simd = simd.avx2();
+    let one_row = |xr: &[f32], ar: &mut [u8]| {
+        let blocks = comp.bytes_for(cols as u64).unwrap_or(0) as usize;
+        let (packed, scales) = ar.split_at_mut(blocks);
+        quantize_row_unchecked(simd, comp, xr, packed);
+        append_f32_scales(comp, packed, scales);
+    };
     if x.len() == cols || pool.n_threads() == 1 {
         for (xr, ar) in x.chunks_exact(cols).zip(acts.chunks_exact_mut(arb)) {
-            quantize_row_unchecked(simd, comp, xr, ar);
+            one_row(xr, ar);
         }
         return;
     }
     pool.run_chunks(acts, arb, |first, run| {
         for (k, ar) in run.chunks_exact_mut(arb).enumerate() {
             let t = first + k;
-            quantize_row_unchecked(simd, comp, &x[t * cols..(t + 1) * cols], ar);
+            one_row(&x[t * cols..(t + 1) * cols], ar);
         }
     });
 }

@@ -188,7 +188,8 @@ fn bad_shapes_are_errors() {
     let w = vec![0u8; 2 * 18];
     let x = vec![0f32; 32];
     let mut out = vec![0f32; 2];
-    let mut scratch = vec![0u8; 34];
+    let need = cpu::matmul_scratch_bytes(GgmlType::Q4_0, 32, 1);
+    let mut scratch = vec![0u8; need];
     let ok = WeightView {
         ty: GgmlType::Q4_0,
         bytes: &w,
@@ -196,7 +197,7 @@ fn bad_shapes_are_errors() {
         cols: 32,
     };
     assert!(cpu::matmul(&cpu, &ok, &x, 1, &mut out, &mut scratch).is_ok());
-    assert!(cpu::matmul(&cpu, &ok, &x, 1, &mut out, &mut scratch[..33]).is_err());
+    assert!(cpu::matmul(&cpu, &ok, &x, 1, &mut out, &mut scratch[..need - 1]).is_err());
     assert!(cpu::matmul(&cpu, &ok, &x[..31], 1, &mut out, &mut scratch).is_err());
     assert!(cpu::matmul(&cpu, &ok, &x, 1, &mut out[..1], &mut scratch).is_err());
     let short = WeightView {

@@ -37,7 +37,14 @@ pub fn companion_type(weight: GgmlType) -> Option<GgmlType> {
 }
 
 /// Quantizes one row `x` into `dst` in format `ty` (q8_0, q8_1, q8_K or f16) with the kernels
-/// of `path`. `x.len()` must be a whole number of blocks and `dst` exactly its packed size.
+/// of `path`, in ggml's block layout. `x.len()` must be a whole number of blocks and `dst`
+/// exactly its packed size. All paths give identical bytes.
+///
+/// Rounding is ggml's x86 run-time rounding: q8_0/q8_1 scale by `127 / amax` and round ties
+/// to even (ggml's AVX2 `quantize_row_q8_0`; the reference `quantize_row_q8_0_ref` instead
+/// multiplies by `1 / d` and rounds ties away from zero, so the two differ by one step on
+/// values within rounding error of a half-integer); q8_K is bit-identical to
+/// `quantize_row_q8_K_ref` (ggml uses the reference on x86); f16 rounds to nearest even.
 pub fn quantize_row(
     path: KernelPath,
     ty: GgmlType,
@@ -86,5 +93,33 @@ pub(crate) fn quantize_row_unchecked(simd: Option<Avx2>, ty: GgmlType, x: &[f32]
         (GgmlType::Q8K, _) => scalar::q8_k(x, dst),
         (GgmlType::F16, _) => scalar::f16(x, dst),
         _ => unreachable!("quantize_row_unchecked: {ty} is not an activation format"),
+    }
+}
+
+/// Writes the scale tail of a matmul activation row (see `matmul::act_row_bytes`) for the
+/// q8_0 / q8_1 blocks in `packed`: every block's `d` as f32, then every block's `s` as f32
+/// (q8_1: the stored f16 `s` widened, as ggml uses it; q8_0: `d · Σ q`, exact in f32).
+/// Other formats have no tail.
+pub(crate) fn append_f32_scales(ty: GgmlType, packed: &[u8], tail: &mut [u8]) {
+    let bytes = match ty {
+        GgmlType::Q8_0 => Q8_0_BYTES,
+        GgmlType::Q8_1 => Q8_1_BYTES,
+        _ => return,
+    };
+    let nb = packed.len() / bytes;
+    let (d_out, s_out) = tail[..8 * nb].split_at_mut(4 * nb);
+    let blocks = packed.chunks_exact(bytes);
+    for ((b, d), s) in blocks
+        .zip(d_out.chunks_exact_mut(4))
+        .zip(s_out.chunks_exact_mut(4))
+    {
+        let dv = f16_at(b, 0);
+        let sv = if ty == GgmlType::Q8_1 {
+            f16_at(b, 2)
+        } else {
+            dv * b[2..].iter().map(|&q| q as i8 as i32).sum::<i32>() as f32
+        };
+        d.copy_from_slice(&dv.to_le_bytes());
+        s.copy_from_slice(&sv.to_le_bytes());
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Per weight block: unpack its 32 values into one register once, then for each token do an
 //! 8-bit multiply-add against that token's q8 block and accumulate `sum * d_w * d_a` in f32
-//! lanes. Signed formats move the weight's sign onto the activation (`maddubs` needs one
+//! lanes (scales fetched eight blocks at a time, see `dot_blocks`). Signed formats move the weight's sign onto the activation (`maddubs` needs one
 //! unsigned operand); q4_1/q5_1 are unsigned already and add `m_w * s_a` separately.
 
 use std::arch::x86_64::*;
@@ -14,7 +14,12 @@ use super::{checked_blocks, simd_kernel};
 use crate::blocks::*;
 use crate::path::Avx2;
 
-/// The shared loop; `F` picks the format, activations are q8_0 (or q8_1 if `F::HAS_MIN`).
+/// The shared loop; `F` picks the format, activations are q8_0 (or q8_1 if `F::HAS_MIN`)
+/// rows in the matmul scratch layout: the blocks, then one f32 per block holding its scale,
+/// then one f32 per block holding its `s = d · Σ q`.
+///
+/// Blocks go in groups of eight: one gather fetches the eight weight scales, one load the
+/// eight activation scales, and each block's scale is then a lane permute.
 ///
 /// # Safety
 /// AVX2/FMA/F16C enabled in the caller (this is inlined into `#[target_feature]` entries).
@@ -25,32 +30,61 @@ unsafe fn dot_blocks<F: Format, const NT: usize>(w: &[u8], acts: [&[u8]; NT], ou
     } else {
         (Q8_0_BYTES, 2)
     };
-    let nb = checked_blocks(w, F::W_BYTES, &acts, a_bytes);
-    // SAFETY: `checked_blocks` proved `nb` whole blocks in `w` and in every activation row;
-    // every pointer below stays inside block `b < nb`. Features per the function contract.
+    // Each block also has an f32 scale and an f32 sum in the row's tail.
+    let nb = checked_blocks(w, F::W_BYTES, &acts, a_bytes + 8);
+    // SAFETY: `checked_blocks` proved `nb` whole weight blocks and, in every activation row,
+    // `nb` blocks followed by the f32 scale arrays; all accesses below are within those.
+    // Features per the function contract.
     unsafe {
-        let mut acc = [_mm256_setzero_ps(); NT];
-        let mut mins = [0f32; NT];
-        for b in 0..nb {
-            let (q, dw, mw) = F::unpack(w.as_ptr().add(b * F::W_BYTES));
-            let abs_q = if F::SIGNED { _mm256_sign_epi8(q, q) } else { q };
-            for t in 0..NT {
-                let y = acts[t].as_ptr().add(b * a_bytes);
-                let ys = load256(y.add(a_qs));
-                let s = if F::SIGNED {
-                    dot_i8_i8_pre(q, abs_q, ys)
-                } else {
-                    dot_u8_i8(q, ys)
-                };
-                let d = _mm256_set1_ps(dw * load_f16(y));
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[t]);
-                if F::HAS_MIN {
-                    mins[t] += mw * load_f16(y.add(2));
+        let mut acc0 = [_mm256_setzero_ps(); NT];
+        let mut acc1 = [_mm256_setzero_ps(); NT];
+        let mut acc_min = [_mm256_setzero_ps(); NT];
+        let mut g0 = 0;
+        while g0 < nb {
+            let count = (nb - g0).min(8);
+            let mask = lane_mask(count);
+            let (dw, mw) = gather_scales::<F>(w.as_ptr().add(g0 * F::W_BYTES), count);
+            let d: [__m256; NT] = std::array::from_fn(|t| {
+                let da = acts[t].as_ptr().add(nb * a_bytes) as *const f32;
+                _mm256_mul_ps(dw, _mm256_maskload_ps(da.add(g0), mask))
+            });
+            if let Some(f) = sum_factor::<F>(dw, mw) {
+                for t in 0..NT {
+                    let sa = acts[t].as_ptr().add(nb * a_bytes + 4 * nb) as *const f32;
+                    acc_min[t] =
+                        _mm256_fmadd_ps(f, _mm256_maskload_ps(sa.add(g0), mask), acc_min[t]);
                 }
             }
+            for k in 0..8 {
+                if k >= count {
+                    break;
+                }
+                let b = g0 + k;
+                let q = F::unpack(w.as_ptr().add(b * F::W_BYTES));
+                let abs_q = if F::SIGNED { _mm256_sign_epi8(q, q) } else { q };
+                let lane = _mm256_set1_epi32(k as i32);
+                for t in 0..NT {
+                    let y = load256(acts[t].as_ptr().add(b * a_bytes + a_qs));
+                    let s = if F::SIGNED {
+                        dot_i8_i8_pre(q, abs_q, y)
+                    } else {
+                        dot_u8_i8(q, y)
+                    };
+                    let dk = _mm256_permutevar8x32_ps(d[t], lane);
+                    // With one or two tokens, alternate blocks between two accumulators so
+                    // the FMA latency is hidden; with more, the tokens' chains already
+                    // interleave and extra accumulators would only spill registers.
+                    if NT <= 2 && k % 2 == 1 {
+                        acc1[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), dk, acc1[t]);
+                    } else {
+                        acc0[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), dk, acc0[t]);
+                    }
+                }
+            }
+            g0 += 8;
         }
         for t in 0..NT {
-            out[t] = hsum_ps(acc[t]) + mins[t];
+            out[t] = hsum_ps(_mm256_add_ps(acc0[t], acc1[t])) + hsum_ps(acc_min[t]);
         }
     }
 }

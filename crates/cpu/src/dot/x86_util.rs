@@ -16,14 +16,33 @@ pub(crate) unsafe fn hsum_ps(v: __m256) -> f32 {
     }
 }
 
-/// Reads an f16 at `p` (unaligned) and widens it with F16C.
+/// Reads an f16 at `p` (unaligned) and widens it exactly, in integer registers.
+///
+/// Not F16C: for a single value LLVM emits `vpinsrw` into whatever vector register it likes
+/// (often a loop accumulator), which chained every block's scale to the previous block's FMA
+/// and made the 32-value kernels 4× slower. The integer form ends in a full-register `vmovd`.
 #[inline(always)]
 pub(crate) unsafe fn load_f16(p: *const u8) -> f32 {
-    // SAFETY: caller guarantees 2 readable bytes at `p` and F16C.
-    unsafe {
-        let bits = (p as *const u16).read_unaligned();
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-    }
+    // SAFETY: caller guarantees 2 readable bytes at `p`.
+    let h = unsafe { (p as *const u16).read_unaligned() };
+    f16_to_f32_bits(h)
+}
+
+/// Exact f16 → f32 widening (normals rebias the exponent; subnormals are `m · 2^-24`; inf and
+/// NaN keep their payload).
+#[inline(always)]
+pub(crate) fn f16_to_f32_bits(h: u16) -> f32 {
+    let h = h as u32;
+    let sign = (h & 0x8000) << 16;
+    let em = h & 0x7FFF;
+    let mag = if em >= 0x7C00 {
+        0x7F80_0000 | ((em & 0x3FF) << 13)
+    } else if em >= 0x400 {
+        (em << 13) + (112 << 23)
+    } else {
+        (em as f32 * 5.960_464_5e-8).to_bits()
+    };
+    f32::from_bits(sign | mag)
 }
 
 #[inline(always)]
@@ -141,5 +160,20 @@ pub(crate) unsafe fn spread_scales4(sc16: __m512i, base: usize) -> __m512i {
             ),
         );
         _mm512_permutexvar_epi16(idx, sc16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn f16_widening_is_exact_for_every_bit_pattern() {
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            let got = super::f16_to_f32_bits(h);
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{h:#06x}"
+            );
+        }
     }
 }
