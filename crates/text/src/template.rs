@@ -209,7 +209,12 @@ impl ChatTemplate {
         vars.insert("eos_token".into(), Value::from(self.eos_token.as_str()));
         vars.insert("documents".into(), pyvalue::py_none());
         for (key, value) in &request.extra {
-            vars.insert(key.clone(), pyvalue::from_json(value));
+            // Top-level None refuses iteration, like tools and documents.
+            let value = match value {
+                serde_json::Value::Null => pyvalue::py_none(),
+                v => pyvalue::from_json(v),
+            };
+            vars.insert(key.clone(), value);
         }
         let list = |items: &[serde_json::Value]| {
             Value::from(items.iter().map(pyvalue::from_json).collect::<Vec<_>>())

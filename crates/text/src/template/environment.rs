@@ -27,6 +27,11 @@ pub(crate) fn build() -> Environment<'static> {
     env.add_filter("trim", filters::trim);
     env.add_filter("join", filters::join);
     env.add_filter("indent", filters::indent);
+    env.add_filter("title", filters::title);
+    env.add_filter("dictsort", filters::dictsort);
+    env.add_filter("items", filters::items);
+    env.add_filter("length", filters::length);
+    env.add_filter("count", filters::length);
     env.add_filter("map", filters::map);
     env.add_filter("select", filters::select);
     env.add_filter("reject", filters::reject);

@@ -7,8 +7,8 @@ use minijinja::value::{Kwargs, Rest, Value, ValueKind};
 use minijinja::{Error, ErrorKind, State};
 
 use super::methods::{py_strip, splitlines};
-use super::pystr::py_str;
-use super::pyvalue::{self, Generator};
+use super::pystr::{is_py_space, py_str};
+use super::pyvalue::{self, Generator, PyTuple};
 
 /// `|string`: Python `str()` (`None`, `True`, `{'a': 1}`).
 pub(crate) fn string(value: &Value) -> Value {
@@ -80,6 +80,64 @@ fn lookup_path(_state: &State, item: &Value, path: &Value) -> Result<Value, Erro
         };
     }
     Ok(current)
+}
+
+/// `|title`: Jinja2's own rule (not `str.title`): words start after runs of
+/// whitespace, `-`, `(`, `{`, `[` or `<`; each word's first character is
+/// upper-cased and the rest lower-cased.
+pub(crate) fn title(value: &Value) -> Value {
+    let text = py_str(value);
+    let is_break = |c: char| is_py_space(c) || matches!(c, '-' | '(' | '{' | '[' | '<');
+    let mut out = String::with_capacity(text.len());
+    let mut word_start = true;
+    for c in text.chars() {
+        if is_break(c) {
+            out.push(c);
+            word_start = true;
+        } else if word_start {
+            out.extend(c.to_uppercase());
+            word_start = false;
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    Value::from(out)
+}
+
+/// `|dictsort(...)`: minijinja's sorting, pairs as tuples.
+pub(crate) fn dictsort(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let sorted = minijinja::filters::dictsort(value, kwargs)?;
+    Ok(Value::from(
+        sorted
+            .try_iter()?
+            .map(|pair| PyTuple::value(pair.try_iter().map(Iterator::collect).unwrap_or_default()))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// `|items`: a generator of `(key, value)` tuples; undefined gives nothing.
+pub(crate) fn items(value: &Value) -> Result<Value, Error> {
+    if value.is_undefined() {
+        return Ok(Generator::value(Vec::new()));
+    }
+    if value.kind() != ValueKind::Map {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "Can only get item pairs from a mapping.",
+        ));
+    }
+    Ok(Generator::value(map_items(value)?))
+}
+
+/// The `(key, value)` tuples of a map, in its order.
+pub(crate) fn map_items(value: &Value) -> Result<Vec<Value>, Error> {
+    value
+        .try_iter()?
+        .map(|key| {
+            let item = value.get_item(&key)?;
+            Ok(PyTuple::value(vec![key, item]))
+        })
+        .collect()
 }
 
 /// `|indent(width=4, first=False, blank=False)` as Jinja2 writes it: lines come from
@@ -196,6 +254,37 @@ pub(crate) fn rejectattr(
         return Ok(Generator::value(Vec::new()));
     }
     minijinja::filters::rejectattr(state, value, attr, test, args).map(as_generator)
+}
+
+/// `|length` / `|count`: Python's `len()`, which None refuses.
+pub(crate) fn length(value: &Value) -> Result<Value, Error> {
+    let len = if pyvalue::is_none(value) {
+        None
+    } else {
+        value.len()
+    };
+    len.map(Value::from).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("object of type {} has no len()", type_name(value)),
+        )
+    })
+}
+
+/// The Python type name of a value, for error messages.
+pub(crate) fn type_name(value: &Value) -> &'static str {
+    match value.kind() {
+        _ if pyvalue::is_none(value) => "NoneType",
+        ValueKind::Undefined => "Undefined",
+        ValueKind::Bool => "bool",
+        ValueKind::Number if value.is_integer() => "int",
+        ValueKind::Number => "float",
+        ValueKind::String => "str",
+        ValueKind::Seq => "list",
+        ValueKind::Map => "dict",
+        ValueKind::Iterable => "generator",
+        _ => "object",
+    }
 }
 
 /// `is sequence`: Jinja2 asks for `len()` and `[]`, which strings and dicts have too.

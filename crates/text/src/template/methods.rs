@@ -9,7 +9,9 @@
 use minijinja::value::{from_args, Value, ValueKind};
 use minijinja::{Error, ErrorKind, State};
 
+use super::filters;
 use super::pystr::{is_py_space, py_str};
+use super::pyvalue::PyTuple;
 
 pub(crate) fn call_method(
     state: &State,
@@ -21,6 +23,9 @@ pub(crate) fn call_method(
         if let Some(result) = string_method(s, method, args)? {
             return Ok(result);
         }
+    } else if value.kind() == ValueKind::Map && method == "items" {
+        let () = from_args(args)?;
+        return Ok(Value::from(filters::map_items(value)?));
     } else if value.kind() == ValueKind::Seq && method == "index" {
         let (needle,): (&Value,) = from_args(args)?;
         return match value.try_iter()?.position(|item| &item == needle) {
@@ -188,7 +193,7 @@ fn string_method(s: &str, method: &str, args: &[Value]) -> Result<Option<Value>,
                 None if method == "partition" => [s, "", ""],
                 None => ["", "", s],
             };
-            Value::from(parts.iter().map(|p| Value::from(*p)).collect::<Vec<_>>())
+            PyTuple::value(parts.iter().map(|p| Value::from(*p)).collect())
         }
         "ljust" | "rjust" | "center" => {
             let (width, fill): (usize, Option<&str>) = from_args(args)?;

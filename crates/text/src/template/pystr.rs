@@ -6,7 +6,7 @@
 
 use minijinja::value::{Value, ValueKind};
 
-use super::pyvalue::is_generator;
+use super::pyvalue::{is_generator, is_tuple};
 
 /// Python `str(value)`; strings are written as they are, everything else as `repr`.
 pub(crate) fn py_str(value: &Value) -> String {
@@ -39,6 +39,20 @@ pub(crate) fn write_repr(value: &Value, out: &mut String) {
         ValueKind::Bool => out.push_str(if value.is_true() { "True" } else { "False" }),
         ValueKind::Number => write_number(value, out),
         ValueKind::String => write_str_repr(value.as_str().unwrap_or_default(), out),
+        ValueKind::Seq if is_tuple(value) => {
+            out.push('(');
+            let items: Vec<Value> = value.try_iter().map(Iterator::collect).unwrap_or_default();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_repr(item, out);
+            }
+            if items.len() == 1 {
+                out.push(',');
+            }
+            out.push(')');
+        }
         ValueKind::Seq => {
             out.push('[');
             if let Ok(items) = value.try_iter() {
@@ -79,8 +93,7 @@ pub(crate) fn write_repr(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        // JSON null prints `None` through its own rendering. Generators,
-        // namespaces, macros: Python prints `<... object at 0x...>`, which no
+        // PyNone prints `None` through its own rendering. Generators, namespaces, macros: Python prints `<... object at 0x...>`, which no
         // template can depend on; minijinja's rendering is as good as any.
         _ => out.push_str(&value.to_string()),
     }

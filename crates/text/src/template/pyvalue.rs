@@ -1,16 +1,26 @@
 //! Template values that behave like the Python objects transformers hands Jinja2.
 //!
-//! - JSON `null` becomes [`PyNone`]: false, `is none`, prints `None`, dumps as `null`,
-//!   but — unlike minijinja's none, which iterates as empty — cannot be iterated,
-//!   so `{% for t in tools %}` with no tools fails as it does in Python.
+//! - [`PyNone`] stands for absent `tools`/`documents`: like Python's None it
+//!   cannot be iterated, so `{% for t in tools %}` with no tools fails as in Python.
 //! - [`Generator`] is what Jinja2's `map`/`select`/... return: one pass, always
 //!   true, no length, not JSON serializable.
 
 use std::fmt;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use minijinja::value::{Enumerator, Object, ObjectRepr, Value};
 
+/// Python's `None` for the top-level `tools` and `documents` when absent.
+///
+/// minijinja's none iterates as empty where Python raises, so `{% for t in tools %}`
+/// without tools would render instead of failing. This object refuses iteration;
+/// it is false, passes `is none`, prints `None` (also through `~`), dumps as
+/// `null`, and has no length. Its one difference from Python: `x in tools` is
+/// false instead of an error (minijinja lets no object refuse `in`).
+///
+/// JSON nulls inside messages stay minijinja's none, which does refuse `in`:
+/// templates test `'</think>' in content` unguarded far more often than they
+/// iterate a content that may be null.
 #[derive(Debug)]
 pub(crate) struct PyNone;
 
@@ -32,14 +42,11 @@ impl Object for PyNone {
     }
 }
 
-static PY_NONE: LazyLock<Value> = LazyLock::new(|| Value::from_object(PyNone));
-
-/// Python's `None` as a template value.
 pub(crate) fn py_none() -> Value {
-    PY_NONE.clone()
+    Value::from_object(PyNone)
 }
 
-/// True for both minijinja's none and [`PyNone`].
+/// True for minijinja's none and for [`PyNone`].
 pub(crate) fn is_none(value: &Value) -> bool {
     value.is_none() || value.downcast_object_ref::<PyNone>().is_some()
 }
@@ -48,7 +55,7 @@ pub(crate) fn is_none(value: &Value) -> bool {
 pub(crate) fn from_json(value: &serde_json::Value) -> Value {
     use serde_json::Value as J;
     match value {
-        J::Null => py_none(),
+        J::Null => Value::from(()),
         J::Bool(b) => Value::from(*b),
         J::Number(n) => {
             if let Some(i) = n.as_i64() {
@@ -108,4 +115,33 @@ impl Object for Generator {
 /// True for values Python would hold as a generator.
 pub(crate) fn is_generator(value: &Value) -> bool {
     value.downcast_object_ref::<Generator>().is_some()
+}
+
+/// A Python tuple: a sequence that prints as `(a, b)` (pairs from `items()` and
+/// `dictsort`, `partition` results).
+#[derive(Debug)]
+pub(crate) struct PyTuple(pub(crate) Vec<Value>);
+
+impl PyTuple {
+    pub(crate) fn value(items: Vec<Value>) -> Value {
+        Value::from_object(PyTuple(items))
+    }
+}
+
+impl Object for PyTuple {
+    fn repr(self: &Arc<Self>) -> ObjectRepr {
+        ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.get(key.as_usize()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        Enumerator::Seq(self.0.len())
+    }
+}
+
+pub(crate) fn is_tuple(value: &Value) -> bool {
+    value.downcast_object_ref::<PyTuple>().is_some()
 }

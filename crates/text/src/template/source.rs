@@ -3,7 +3,8 @@
 //! transformers registers a `{% generation %}...{% endgeneration %}` tag (its
 //! AssistantTracker extension) that renders its body unchanged unless assistant masks
 //! are requested. minijinja has no custom tags, so the pair is rewritten to
-//! `{% if true %}...{% endif %}`: same whitespace control, same output.
+//! `{% with %}...{% endwith %}`: same whitespace control, same output, and — like
+//! the call block transformers compiles it to — variables set inside stay inside.
 
 /// Rewrites `{% generation %}` / `{% endgeneration %}` tags (with any `-`/`+`
 /// whitespace markers) and leaves everything else untouched.
@@ -36,9 +37,9 @@ fn rewrite_tag(tag: &str) -> Option<(String, usize)> {
     let lead_ws = leading_ws(&tag[pos..]);
     pos += lead_ws;
     let (word, replacement) = if tag[pos..].starts_with("endgeneration") {
-        ("endgeneration", "endif")
+        ("endgeneration", "endwith")
     } else if tag[pos..].starts_with("generation") {
-        ("generation", "if true")
+        ("generation", "with")
     } else {
         return None;
     };
@@ -85,9 +86,9 @@ mod tests {
         let src = "a{%- generation -%}b{% endgeneration %}c{% if x %}{% generations %}";
         assert_eq!(
             rewrite_generation_tags(src),
-            "a{%- if true -%}b{% endif %}c{% if x %}{% generations %}"
+            "a{%- with -%}b{% endwith %}c{% if x %}{% generations %}"
         );
-        assert_eq!(rewrite_generation_tags("{%generation%}"), "{%if true %}");
+        assert_eq!(rewrite_generation_tags("{%generation%}"), "{%with %}");
         assert_eq!(rewrite_generation_tags("x {% y"), "x {% y");
     }
 }
