@@ -62,7 +62,8 @@ impl std::error::Error for GgufError {
     }
 }
 
-/// What went wrong. Strings name the field (`"key of metadata entry 3"`, `"tensor 'x'"`).
+/// What went wrong. Names and keys from the file are printed escaped (`\n`, `\u{1b}`), so a
+/// hostile file cannot break the one-line message or send control codes to a terminal. Strings name the field (`"key of metadata entry 3"`, `"tensor 'x'"`).
 #[derive(Debug, thiserror::Error)]
 pub enum ErrorKind {
     #[error("I/O error: {0}")]
@@ -85,51 +86,49 @@ pub enum ErrorKind {
     InvalidBool { what: String, value: u8 },
     #[error("{what} nests arrays deeper than {max} levels")]
     ArrayTooDeep { what: String, max: usize },
-    #[error("duplicate metadata key '{0}'")]
+    #[error("duplicate metadata key '{n}'", n = .0.escape_debug())]
     DuplicateKey(String),
     #[error("general.alignment must be a u32, found {0:?}")]
     AlignmentType(ValueType),
     #[error("general.alignment is {0}, must be a non-zero power of two")]
     BadAlignment(u64),
-    #[error("tensor '{name}' has {n_dims} dimensions (at most {max})")]
+    #[error("tensor '{n}' has {n_dims} dimensions (at most {max})", n = .name.escape_debug())]
     TooManyDims { name: String, n_dims: u32, max: u32 },
-    #[error("tensor '{name}' has dimension {dim} = {value}, larger than i64::MAX")]
+    #[error("tensor '{n}' has dimension {dim} = {value}, larger than i64::MAX", n = .name.escape_debug())]
     DimTooLarge {
         name: String,
         dim: usize,
         value: u64,
     },
-    #[error("tensor '{name}' element count (product of {dims:?}) overflows")]
+    #[error("tensor '{n}' element count (product of {dims:?}) overflows", n = .name.escape_debug())]
     ShapeOverflow { name: String, dims: Vec<u64> },
-    #[error("tensor '{name}' has unknown ggml type id {id}")]
+    #[error("tensor '{n}' has unknown ggml type id {id}", n = .name.escape_debug())]
     UnknownTensorType { name: String, id: u32 },
-    #[error("tensor '{name}' row length {row} is not a multiple of {ty}'s block size {block}")]
+    #[error("tensor '{n}' row length {row} is not a multiple of {ty}'s block size {block}", n = .name.escape_debug())]
     PartialBlock {
         name: String,
         ty: formats::GgmlType,
         row: u64,
         block: u64,
     },
-    #[error("tensor '{name}' data offset {offset} is not a multiple of the alignment {alignment}")]
+    #[error("tensor '{n}' data offset {offset} is not a multiple of the alignment {alignment}", n = .name.escape_debug())]
     MisalignedOffset {
         name: String,
         offset: u64,
         alignment: u64,
     },
-    #[error("tensor '{name}' data [{start}, {end}) lies outside the file ({file_len} bytes)")]
+    #[error("tensor '{n}' data [{start}, {end}) lies outside the file ({file_len} bytes)", n = .name.escape_debug())]
     DataOutOfFile {
         name: String,
         start: u64,
         end: u64,
         file_len: u64,
     },
-    #[error("tensor '{name}' data offset {offset} + size overflows")]
+    #[error("tensor '{n}' data offset {offset} + size overflows", n = .name.escape_debug())]
     DataOffsetOverflow { name: String, offset: u64 },
-    #[error("duplicate tensor name '{0}'")]
+    #[error("duplicate tensor name '{n}'", n = .0.escape_debug())]
     DuplicateTensor(String),
-    #[error(
-        "tensor '{a}' data [{a_start}, {a_end}) overlaps tensor '{b}' data starting at {b_start}"
-    )]
+    #[error("tensor '{ea}' data [{a_start}, {a_end}) overlaps tensor '{eb}' data starting at {b_start}", ea = .a.escape_debug(), eb = .b.escape_debug())]
     OverlappingTensors {
         a: String,
         a_start: u64,

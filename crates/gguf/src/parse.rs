@@ -71,7 +71,7 @@ pub(crate) fn parse(bytes: &[u8], part: usize, check_data: bool) -> Result<Heade
     for i in 0..n_kv {
         let entry_at = cur.pos();
         let key = cur.string(|| format!("key of metadata entry {i}"))?;
-        let what = || format!("metadata '{key}'");
+        let what = || format!("metadata '{}'", key.escape_debug());
         let type_at = cur.pos();
         let type_id = cur.u32(|| format!("{} (value type)", what()))?;
         let ty = ValueType::from_id(type_id).ok_or_else(|| {
@@ -117,7 +117,7 @@ pub(crate) fn parse(bytes: &[u8], part: usize, check_data: bool) -> Result<Heade
                 ErrorKind::DuplicateTensor(name.into()),
             ));
         }
-        let what = || format!("tensor '{name}'");
+        let what = || format!("tensor '{}'", name.escape_debug());
         let n_dims_at = cur.pos();
         let n_dims = cur.u32(|| format!("{} (n_dims)", what()))?;
         if n_dims > MAX_DIMS {

@@ -182,7 +182,7 @@ fn text_report(path: &std::path::Path, f: &GgufFile) -> String {
         let _ = writeln!(
             s,
             "  {:<name_w$}  {:<7}  {:<22}  {:>12}  {:>12}{}",
-            t.name,
+            t.name.escape_debug().to_string(),
             t.ty.name(),
             t.shape_string(),
             t.file_offset,
@@ -225,8 +225,15 @@ fn text_report(path: &std::path::Path, f: &GgufFile) -> String {
 
 fn write_metadata(s: &mut String, md: &Metadata) {
     let _ = writeln!(s, "\nmetadata ({} keys):", md.len());
-    let key_w = md.keys().map(str::len).max().unwrap_or(0);
+    // Keys and names come from the file: escape them so control characters cannot garble
+    // the report or the terminal.
+    let key_w = md
+        .keys()
+        .map(|k| k.escape_debug().count())
+        .max()
+        .unwrap_or(0);
     for (k, v) in md.iter() {
+        let k = k.escape_debug().to_string();
         let ty = match v {
             Value::Array(_) => "array".to_string(),
             other => other.value_type().name().to_lowercase(),
