@@ -112,7 +112,9 @@ impl<'a> GgufWriter<'a> {
                 data: Cow::Borrowed(data),
                 offset: Some(t.offset),
             });
-            covered.push((t.file_offset, t.file_offset + t.n_bytes));
+            if t.n_bytes > 0 {
+                covered.push((t.file_offset, t.file_offset + t.n_bytes));
+            }
         }
         covered.sort_unstable();
         let mut filler = Vec::new();
@@ -291,6 +293,9 @@ impl<'a> GgufWriter<'a> {
             }
             _ => {}
         }
+        // Empty tensors occupy no bytes (the reader lets them sit anywhere, even inside
+        // another tensor's data), so they take no part in the layout.
+        pieces.retain(|(_, bytes)| !bytes.is_empty());
         pieces.sort_by_key(|&(start, _)| start);
         for w in pieces.windows(2) {
             if w[0].0 + w[0].1.len() as u64 > w[1].0 {

@@ -3,6 +3,9 @@
 //!
 //! - newline-in-key.bin: a metadata key holding a newline made the error message two lines
 //!   (names and keys are now escaped in messages).
+//! - empty-tensor-inside-another.bin: an empty tensor whose offset lies inside another
+//!   tensor's data is valid, but the writer took it for an overlap (empty tensors now take
+//!   no part in the layout).
 
 use gguf::{GgufFile, GgufWriter};
 

@@ -301,6 +301,11 @@ fn duplicate_and_overlapping_tensors() {
         .data(96);
     let f = raw.parse().unwrap();
     assert_eq!(f.tensor_data(f.tensor("a").unwrap()).len(), 32);
+    let copy = GgufWriter::from_file(&f).unwrap().to_bytes().unwrap();
+    assert!(
+        copy == raw.0,
+        "round trip with an empty tensor inside another"
+    );
     assert_eq!(f.tensor_data(f.tensor("empty").unwrap()).len(), 0);
 }
 
