@@ -196,3 +196,20 @@ fn templates_are_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<ChatTemplate>();
 }
+
+#[test]
+fn runaway_templates_stop_with_an_error() {
+    let t = ChatTemplate::with_name(
+        "spin",
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "",
+        "",
+    )
+    .unwrap();
+    let err = t.render(&ChatRequest::default()).unwrap_err().to_string();
+    assert!(
+        err.starts_with("chat template 'spin' failed to render: "),
+        "{err}"
+    );
+    assert!(err.contains("fuel"), "{err}");
+}

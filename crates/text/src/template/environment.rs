@@ -9,6 +9,11 @@ use super::error::RaisedByTemplate;
 use super::pystr::{py_str, write_str};
 use super::{filters, json, methods};
 
+/// Instructions one render may execute. Real templates use a few thousand per
+/// handful of messages; this leaves room for conversations of many thousands of
+/// messages while stopping a template from GGUF metadata that loops for minutes.
+const FUEL_PER_RENDER: u64 = 20_000_000;
+
 pub(crate) fn build() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
@@ -20,6 +25,7 @@ pub(crate) fn build() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Lenient);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_formatter(python_formatter);
+    env.set_fuel(Some(FUEL_PER_RENDER));
     env.set_unknown_method_callback(methods::call_method);
 
     env.add_filter("tojson", json::tojson_filter);
