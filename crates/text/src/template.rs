@@ -8,6 +8,15 @@
 //! printed values and Python's string/dict/list methods, so the prompt text matches
 //! what the model was trained on byte for byte.
 //!
+//! Known differences from transformers (each covered by a test that expects it):
+//! - `Markup + str` does not HTML-escape the str (minijinja's `+` cannot be
+//!   hooked); only meetkai's functionary v3.1 template relies on it.
+//! - A tuple literal `(1, 2)` prints as `[1, 2]`.
+//! - Absent `tools`/`documents` (and null top-level extras) refuse iteration as
+//!   Python's None does, but `x in tools` is false instead of an error; nulls inside
+//!   messages refuse `in` but iterate as empty.
+//! - `none ~ 'x'` works as in Python; `strftime_now` uses UTC, not the local zone.
+//!
 //! ```
 //! use text::template::{ChatRequest, ChatTemplate};
 //! let tpl = ChatTemplate::new(
@@ -108,7 +117,7 @@ impl ChatTemplate {
         let name = name.into();
         let source = source.into();
         let mut env = environment::build();
-        env.add_template_owned(name.clone(), source::rewrite_generation_tags(&source))
+        env.add_template_owned(name.clone(), source::prepare(&source))
             .map_err(|e| TemplateError::from_syntax(&name, &e))?;
         Ok(ChatTemplate {
             name,

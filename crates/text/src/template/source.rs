@@ -1,10 +1,18 @@
 //! Template source adjustments before compiling.
 //!
+//! Jinja2's lexer turns every `\r\n` and `\r` of the template text (data and string
+//! literals alike) into `\n`; minijinja keeps them, so the source is normalized first.
+//!
 //! transformers registers a `{% generation %}...{% endgeneration %}` tag (its
 //! AssistantTracker extension) that renders its body unchanged unless assistant masks
 //! are requested. minijinja has no custom tags, so the pair is rewritten to
 //! `{% with %}...{% endwith %}`: same whitespace control, same output, and — like
 //! the call block transformers compiles it to — variables set inside stay inside.
+
+/// The source as Jinja2 sees it: newlines normalized, generation tags rewritten.
+pub(crate) fn prepare(source: &str) -> String {
+    rewrite_generation_tags(&source.replace("\r\n", "\n").replace('\r', "\n"))
+}
 
 /// Rewrites `{% generation %}` / `{% endgeneration %}` tags (with any `-`/`+`
 /// whitespace markers) and leaves everything else untouched.
@@ -90,5 +98,6 @@ mod tests {
         );
         assert_eq!(rewrite_generation_tags("{%generation%}"), "{%with %}");
         assert_eq!(rewrite_generation_tags("x {% y"), "x {% y");
+        assert_eq!(prepare("a\r\nb\rc{%generation%}"), "a\nb\nc{%with %}");
     }
 }
