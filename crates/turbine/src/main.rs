@@ -21,6 +21,10 @@ enum Command {
     Run(cmd::run::Args),
     /// Print the memory plan (per-buffer table and breakdown line) from the GGUF header.
     Plan(cmd::plan::Args),
+    /// Perplexity over chunks of a text, and KL divergence against a saved base run.
+    Perplexity(cmd::perplexity::Args),
+    /// llama-bench-style speed table: ppN / tgN at context depths, per K/V cache type.
+    Bench(cmd::bench::Args),
 }
 
 fn main() {
@@ -30,6 +34,8 @@ fn main() {
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Plan(args) => cmd::plan::run(args),
+        Command::Perplexity(args) => cmd::perplexity::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     if let Err(err) = result {
         // One line, the whole cause chain: users grep logs for it.

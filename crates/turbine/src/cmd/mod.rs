@@ -1,5 +1,7 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run(Args) -> anyhow::Result<()>`.
+pub mod bench;
 pub mod inspect;
+pub mod perplexity;
 pub mod plan;
 pub mod run;
 pub mod tokenize;

@@ -1,0 +1,260 @@
+//! `turbine bench`: a llama-bench-style table of prompt processing (`ppN`) and token generation
+//! (`tgN`) speed at given context depths, for each K/V cache type pair.
+//!
+//! Every row also shows the memory bandwidth it implies (gpt-fast style): decode reads every
+//! weight byte and every cached K/V byte once per token, so `GB/s = t/s × bytes per token`.
+//! For prompt processing the same bytes are read once per ubatch, so its GB/s figure is that
+//! traffic per second and is usually far from the roofline (it is compute-bound).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+use models::plan_memory;
+use formats::GgmlType;
+use models::{parse_kv_type, HParams, Model, RunConfig};
+use turbine_core::cpu::CpuBackend;
+use turbine_core::{Backend, Role};
+
+use super::plan::ModelArgs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt lengths to time (0 = none), comma separated.
+    #[arg(short = 'p', long = "n-prompt", default_value = "512", value_delimiter = ',')]
+    pub n_prompt: Vec<usize>,
+    /// Generation lengths to time (0 = none), comma separated.
+    #[arg(short = 'n', long = "n-gen", default_value = "128", value_delimiter = ',')]
+    pub n_gen: Vec<usize>,
+    /// Context depths: tokens already in the cache before each test, comma separated.
+    #[arg(short = 'd', long = "n-depth", default_value = "0", value_delimiter = ',')]
+    pub depth: Vec<usize>,
+    /// K cache types to try, comma separated (overrides -ctk).
+    #[arg(long = "types-k", value_delimiter = ',')]
+    pub types_k: Vec<String>,
+    /// V cache types to try, comma separated (overrides -ctv).
+    #[arg(long = "types-v", value_delimiter = ',')]
+    pub types_v: Vec<String>,
+    /// Repetitions of each test (mean ± standard deviation).
+    #[arg(short = 'r', long = "repetitions", default_value_t = 3)]
+    pub repetitions: usize,
+}
+
+/// One test of the table.
+#[derive(Clone, Copy)]
+enum Test {
+    Prompt(usize),
+    Gen(usize),
+}
+
+impl Test {
+    fn name(self, depth: usize) -> String {
+        let base = match self {
+            Test::Prompt(n) => format!("pp{n}"),
+            Test::Gen(n) => format!("tg{n}"),
+        };
+        if depth > 0 {
+            format!("{base} @ d{depth}")
+        } else {
+            base
+        }
+    }
+
+    fn tokens(self) -> usize {
+        match self {
+            Test::Prompt(n) | Test::Gen(n) => n,
+        }
+    }
+}
+
+/// Bytes of K and V one token occupies in the cache of each layer (turbo heads padded to 128).
+fn kv_row_bytes(ty: GgmlType, n_head_kv: usize, head_dim: usize) -> u64 {
+    let padded = if ty.is_turbo() {
+        head_dim.div_ceil(128) * 128
+    } else {
+        head_dim
+    };
+    ty.bytes_for((n_head_kv * padded) as u64).unwrap_or(0)
+}
+
+/// K/V bytes attention reads for one query at position `pos` (it sees `pos + 1` keys, fewer
+/// in sliding-window layers).
+fn kv_bytes_read(hp: &HParams, cfg: &RunConfig, pos: usize) -> u64 {
+    let k = kv_row_bytes(cfg.type_k, hp.n_head_kv, hp.head_dim_k);
+    let v = kv_row_bytes(cfg.type_v, hp.n_head_kv, hp.head_dim_v);
+    (0..hp.n_layer)
+        .map(|il| {
+            let seen = hp.layer_window(il).map_or(pos + 1, |w| (pos + 1).min(w));
+            seen as u64 * (k + v)
+        })
+        .sum()
+}
+
+/// Deterministic pseudo-random token ids (llama-bench also times random tokens).
+struct TokenSource(u64);
+
+impl TokenSource {
+    fn take(&mut self, n: usize, n_vocab: usize) -> Vec<u32> {
+        (0..n)
+            .map(|_| {
+                self.0 = self
+                    .0
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((self.0 >> 33) % n_vocab as u64) as u32
+            })
+            .collect()
+    }
+}
+
+fn mean_std(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+fn fill(model: &mut Model<CpuBackend>, tokens: &[u32]) -> anyhow::Result<()> {
+    let ub = model.config().n_ubatch;
+    for batch in tokens.chunks(ub) {
+        model.forward(0, batch, false)?;
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let a = &args.model;
+    let file = a.open()?;
+    let hp = HParams::from_gguf(&file)?;
+    let base_cfg = a.run_config(&hp)?;
+    let types_k = if args.types_k.is_empty() {
+        vec![base_cfg.type_k]
+    } else {
+        args.types_k
+            .iter()
+            .map(|s| parse_kv_type(s).context("--types-k"))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let types_v = if args.types_v.is_empty() {
+        vec![base_cfg.type_v]
+    } else {
+        args.types_v
+            .iter()
+            .map(|s| parse_kv_type(s).context("--types-v"))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let mut tests: Vec<Test> = args
+        .n_prompt
+        .iter()
+        .filter(|&&n| n > 0)
+        .map(|&n| Test::Prompt(n))
+        .collect();
+    tests.extend(args.n_gen.iter().filter(|&&n| n > 0).map(|&n| Test::Gen(n)));
+    if tests.is_empty() {
+        bail!("nothing to time: every -p and -n is 0");
+    }
+    let reps = args.repetitions.max(1);
+    let model_name = a
+        .model
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let backend = Arc::new(CpuBackend::new(a.threads())?);
+    let n_params: u64 = file.tensors().iter().map(|t| t.n_elements()).sum();
+
+    println!(
+        "| model | params | backend | threads | type_k | type_v | test | t/s | GB/s |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    let mut source = TokenSource(0x5eed);
+    for &type_k in &types_k {
+        for &type_v in &types_v {
+            for &depth in &args.depth {
+                let longest = tests.iter().map(|t| t.tokens()).max().unwrap_or(0);
+                let cfg = RunConfig {
+                    n_ctx: depth + longest,
+                    type_k,
+                    type_v,
+                    ..base_cfg.clone()
+                }
+                .validated()?;
+                let plan = plan_memory(backend.as_ref(), &file, &hp, &cfg)?;
+                let weight_bytes = plan.role_bytes(backend.device(), Role::Model);
+                let mut model = Model::load_planned(
+                    backend.clone(),
+                    file.clone(),
+                    hp.clone(),
+                    cfg.clone(),
+                    plan,
+                )?;
+                let prefix = source.take(depth, hp.n_vocab);
+                fill(&mut model, &prefix)?;
+                for &test in &tests {
+                    let n = test.tokens();
+                    let mut rates = Vec::with_capacity(reps);
+                    for _ in 0..reps {
+                        model.truncate(0, depth)?;
+                        let toks = source.take(n, hp.n_vocab);
+                        let t0 = Instant::now();
+                        match test {
+                            Test::Prompt(_) => fill(&mut model, &toks)?,
+                            Test::Gen(_) => {
+                                for t in &toks {
+                                    model.forward(0, std::slice::from_ref(t), false)?;
+                                }
+                            }
+                        }
+                        rates.push(n as f64 / t0.elapsed().as_secs_f64());
+                    }
+                    let (mean, std) = mean_std(&rates);
+                    // Bytes read per token of the test, averaged over its positions.
+                    let kv_avg = (depth..depth + n)
+                        .map(|p| kv_bytes_read(&hp, &cfg, p) as f64)
+                        .sum::<f64>()
+                        / n as f64;
+                    let per_token = match test {
+                        Test::Gen(_) => weight_bytes as f64 + kv_avg,
+                        Test::Prompt(_) => {
+                            let ubatches = n.div_ceil(cfg.n_ubatch) as f64;
+                            (weight_bytes as f64 * ubatches + kv_avg * n as f64) / n as f64
+                        }
+                    };
+                    println!(
+                        "| {} | {:.1} M | CPU | {} | {} | {} | {} | {:.2} ± {:.2} | {:.1} |",
+                        model_name,
+                        n_params as f64 / 1e6,
+                        backend.n_threads(),
+                        type_k.name(),
+                        type_v.name(),
+                        test.name(depth),
+                        mean,
+                        std,
+                        mean * per_token / 1e9
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turbo_rows_pad_heads_to_128() {
+        // 3 KV heads of 64: f16 stores 192 values, turbo3 pads each head to one 128-block.
+        assert_eq!(kv_row_bytes(GgmlType::F16, 3, 64), 384);
+        assert_eq!(kv_row_bytes(GgmlType::Turbo3, 3, 64), 150);
+        assert_eq!(kv_row_bytes(GgmlType::Q8_0, 3, 64), 204);
+    }
+
+    #[test]
+    fn token_source_stays_in_vocab_and_is_deterministic() {
+        let a = TokenSource(1).take(1000, 17);
+        assert!(a.iter().all(|&t| t < 17));
+        assert_eq!(a, TokenSource(1).take(1000, 17));
+    }
+}
