@@ -19,6 +19,8 @@ enum Command {
     Tokenize(cmd::tokenize::Args),
     /// Generate text for one prompt, streamed to stdout.
     Run(cmd::run::Args),
+    /// OpenAI-compatible HTTP server (llama-server's flags and endpoints).
+    Serve(cmd::serve::Args),
     /// Print the memory plan (per-buffer table and breakdown line) from the GGUF header.
     Plan(cmd::plan::Args),
     /// Perplexity over chunks of a text, and KL divergence against a saved base run.
@@ -33,6 +35,7 @@ fn main() {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
         Command::Plan(args) => cmd::plan::run(args),
         Command::Perplexity(args) => cmd::perplexity::run(args),
         Command::Bench(args) => cmd::bench::run(args),

@@ -4,4 +4,5 @@ pub mod inspect;
 pub mod perplexity;
 pub mod plan;
 pub mod run;
+pub mod serve;
 pub mod tokenize;

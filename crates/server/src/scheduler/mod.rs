@@ -1,0 +1,474 @@
+//! Continuous batching on a dedicated engine thread.
+//!
+//! HTTP handlers [`EngineHandle::submit`] a [`GenRequest`] over a channel and read [`Event`]s
+//! back from their own channel. The engine thread runs steps: admit waiting requests into free
+//! slots, drop the ones whose client is gone (freeing their cache at once), run one decode row
+//! for every sequence that has a sampled token, then spend at most one ubatch (`-ub`) of
+//! tokens on prompt prefill, split across prefilling sequences in arrival order. So a long
+//! prompt is prefilled a chunk per step while the other clients keep decoding.
+
+mod logprobs;
+pub mod request;
+pub mod runner;
+mod sequence;
+pub mod stop;
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::metrics::EngineMetrics;
+pub use request::{
+    CancelFlag, CancelOnDrop, Event, FinishReason, GenParams, GenRequest, Logprobs, TokenLogprob,
+    Usage,
+};
+pub use runner::{ModelRunner, Runner, TokenText};
+use sequence::{Phase, Sequence};
+
+enum Msg {
+    Submit(GenRequest),
+    /// Stop admitting; let running requests finish until `deadline`, then end them.
+    Shutdown {
+        deadline: Instant,
+    },
+}
+
+/// What `GET /slots` shows of one slot.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct SlotInfo {
+    pub id: usize,
+    pub n_ctx: usize,
+    pub is_processing: bool,
+    /// `idle`, `prefill` or `decode`.
+    pub state: &'static str,
+    pub n_prompt_tokens: usize,
+    pub n_decoded: usize,
+    /// Tokens the slot holds in the KV cache.
+    pub n_cached: usize,
+}
+
+/// State the engine thread publishes for HTTP handlers.
+pub struct EngineShared {
+    pub metrics: EngineMetrics,
+    pub slots: Mutex<Vec<SlotInfo>>,
+}
+
+/// Shape of the engine, fixed at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineShape {
+    pub n_slots: usize,
+    pub slot_capacity: usize,
+    pub n_vocab: usize,
+}
+
+pub struct EngineHandle {
+    tx: Mutex<Sender<Msg>>,
+    shared: Arc<EngineShared>,
+    shape: EngineShape,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EngineHandle {
+    /// Starts the engine thread that owns `runner`.
+    pub fn spawn<R: Runner + Send + 'static>(
+        runner: R,
+        vocab: Arc<dyn TokenText>,
+        name: &str,
+    ) -> std::io::Result<EngineHandle> {
+        let shape = EngineShape {
+            n_slots: runner.n_slots(),
+            slot_capacity: runner.slot_capacity(),
+            n_vocab: runner.n_vocab(),
+        };
+        let shared = Arc::new(EngineShared {
+            metrics: EngineMetrics::default(),
+            slots: Mutex::new(Vec::new()),
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut engine = Engine::new(runner, vocab, Arc::clone(&shared), rx);
+        engine.publish();
+        let thread = std::thread::Builder::new()
+            .name(format!("engine-{name}"))
+            .spawn(move || engine.run())?;
+        Ok(EngineHandle {
+            tx: Mutex::new(tx),
+            shared,
+            shape,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub fn shape(&self) -> EngineShape {
+        self.shape
+    }
+
+    pub fn shared(&self) -> &EngineShared {
+        &self.shared
+    }
+
+    pub fn slots(&self) -> Vec<SlotInfo> {
+        self.shared
+            .slots
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Queues a request; fails only if the engine has stopped.
+    pub fn submit(&self, req: GenRequest) -> Result<(), String> {
+        let tx = self.tx.lock().map_err(|_| "engine lock poisoned")?;
+        tx.send(Msg::Submit(req))
+            .map_err(|_| "the model's engine has stopped".to_string())
+    }
+
+    /// Asks the engine to stop: running requests may finish within `grace`, then are ended
+    /// with an error; queued ones are refused at once.
+    pub fn shutdown(&self, grace: Duration) {
+        if let Ok(tx) = self.tx.lock() {
+            let _ = tx.send(Msg::Shutdown {
+                deadline: Instant::now() + grace,
+            });
+        }
+    }
+
+    /// Waits for the engine thread to end (after [`shutdown`](Self::shutdown)); the runner,
+    /// and with it the model's memory, is freed when this returns.
+    pub fn join(&self) {
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+struct Engine<R: Runner> {
+    runner: R,
+    vocab: Arc<dyn TokenText>,
+    shared: Arc<EngineShared>,
+    rx: Receiver<Msg>,
+    waiting: VecDeque<GenRequest>,
+    /// Indexed by slot.
+    slots: Vec<Option<Sequence>>,
+    next_order: u64,
+    shutdown: Option<Instant>,
+    /// The channel closed: no handle can submit any more.
+    orphaned: bool,
+}
+
+impl<R: Runner> Engine<R> {
+    fn new(
+        runner: R,
+        vocab: Arc<dyn TokenText>,
+        shared: Arc<EngineShared>,
+        rx: Receiver<Msg>,
+    ) -> Engine<R> {
+        let slots = (0..runner.n_slots()).map(|_| None).collect();
+        Engine {
+            runner,
+            vocab,
+            shared,
+            rx,
+            waiting: VecDeque::new(),
+            slots,
+            next_order: 0,
+            shutdown: None,
+            orphaned: false,
+        }
+    }
+
+    fn active(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    fn run(mut self) {
+        loop {
+            self.intake();
+            if let Some(deadline) = self.shutdown {
+                if self.active() == 0 || Instant::now() >= deadline {
+                    self.end_all("the server is shutting down; the request was not finished");
+                    break;
+                }
+            } else if self.orphaned && self.active() == 0 && self.waiting.is_empty() {
+                break;
+            }
+            self.drop_abandoned();
+            self.admit();
+            self.step();
+            self.publish();
+        }
+        self.publish();
+    }
+
+    /// Takes new messages; blocks while there is nothing to do.
+    fn intake(&mut self) {
+        let idle = self.active() == 0 && self.waiting.is_empty();
+        if idle && self.shutdown.is_none() && !self.orphaned {
+            // Wake now and then so a cancelled queued request is noticed even when idle.
+            match self.rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(msg) => self.on_msg(msg),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.orphaned = true,
+            }
+        }
+        loop {
+            match self.rx.try_recv() {
+                Ok(msg) => self.on_msg(msg),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.orphaned = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_msg(&mut self, msg: Msg) {
+        match msg {
+            Msg::Submit(req) => {
+                if self.shutdown.is_some() {
+                    let _ = req.events.send(Event::Error(
+                        "the server is shutting down; request refused".into(),
+                    ));
+                    self.shared
+                        .metrics
+                        .requests_failed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    self.waiting.push_back(req);
+                }
+            }
+            Msg::Shutdown { deadline } => {
+                self.shutdown = Some(self.shutdown.map_or(deadline, |d| d.min(deadline)));
+                for req in self.waiting.drain(..) {
+                    let _ = req.events.send(Event::Error(
+                        "the server is shutting down; request refused".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn free_slot(&mut self, slot: usize) {
+        self.slots[slot] = None;
+        if let Err(e) = self.runner.clear(slot) {
+            eprintln!("engine: clearing slot {slot} failed: {e}");
+        }
+    }
+
+    fn drop_abandoned(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let before = self.waiting.len();
+        self.waiting
+            .retain(|r| !r.cancel.is_cancelled() && !r.events.is_closed());
+        let dropped = (before - self.waiting.len()) as u64;
+        self.shared
+            .metrics
+            .requests_cancelled
+            .fetch_add(dropped, Relaxed);
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].as_ref().is_some_and(|s| s.is_abandoned()) {
+                self.free_slot(slot);
+                self.shared.metrics.requests_cancelled.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn admit(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let n_vocab = self.runner.n_vocab();
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].is_some() {
+                continue;
+            }
+            let Some(req) = self.waiting.pop_front() else {
+                break;
+            };
+            // The slot may hold cells from a failed run; start clean.
+            if self.runner.cached(slot) > 0 {
+                let _ = self.runner.clear(slot);
+            }
+            self.shared.metrics.prompt_tokens.fetch_add(
+                req.prompt.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.slots[slot] = Some(Sequence::new(req, slot, self.next_order, n_vocab));
+            self.next_order += 1;
+        }
+    }
+
+    fn step(&mut self) {
+        self.decode();
+        self.prefill();
+    }
+
+    fn finish_token(&mut self, slot: usize, outcome: sequence::TokenOutcome) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.shared.metrics;
+        m.generated_tokens.fetch_add(1, Relaxed);
+        if let Some(t) = outcome.ttft {
+            m.ttft.observe(t);
+        }
+        if let Some(t) = outcome.itl {
+            m.itl.observe(t);
+        }
+        if outcome.finished {
+            m.requests_finished.fetch_add(1, Relaxed);
+            self.free_slot(slot);
+        }
+    }
+
+    fn fail(&mut self, slot: usize, message: String) {
+        if let Some(seq) = self.slots[slot].as_mut() {
+            seq.fail(message);
+        }
+        self.shared
+            .metrics
+            .requests_failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.free_slot(slot);
+    }
+
+    /// One new row for every sequence that has a sampled token to feed.
+    fn decode(&mut self) {
+        let batch: Vec<(usize, u32)> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter_map(|s| match s.phase {
+                Phase::Decode { next } => Some((s.slot, next)),
+                Phase::Prefill { .. } => None,
+            })
+            .collect();
+        if batch.is_empty() {
+            return;
+        }
+        let capacity = self.runner.slot_capacity();
+        let vocab = Arc::clone(&self.vocab);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let slots = &mut self.slots;
+        self.runner.decode(&batch, &mut |i, row| {
+            let slot = batch[i].0;
+            let now = Instant::now();
+            let result = match (row, slots[slot].as_mut()) {
+                (Ok(logits), Some(seq)) => Ok(seq.on_logits(logits, vocab.as_ref(), capacity, now)),
+                (Err(e), _) => Err(e),
+                (Ok(_), None) => return,
+            };
+            outcomes.push((slot, result));
+        });
+        for (slot, result) in outcomes {
+            match result {
+                Ok(outcome) => self.finish_token(slot, outcome),
+                Err(e) => self.fail(slot, format!("decode failed: {e}")),
+            }
+        }
+    }
+
+    /// At most one ubatch of prompt tokens, to the prefilling sequences in arrival order.
+    fn prefill(&mut self) {
+        let mut budget = self.runner.max_chunk().max(1);
+        let mut order: Vec<(u64, usize)> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| matches!(s.phase, Phase::Prefill { .. }))
+            .map(|s| (s.order, s.slot))
+            .collect();
+        order.sort_unstable();
+        let capacity = self.runner.slot_capacity();
+        for (_, slot) in order {
+            if budget == 0 {
+                break;
+            }
+            let Some(seq) = self.slots[slot].as_mut() else {
+                continue;
+            };
+            let Phase::Prefill { done } = seq.phase else {
+                continue;
+            };
+            let n = (seq.n_prompt - done).min(budget);
+            budget -= n;
+            let chunk = &seq.req.prompt[done..done + n];
+            match self.runner.prefill(slot, chunk) {
+                Ok(logits) => {
+                    if done + n < seq.n_prompt {
+                        seq.phase = Phase::Prefill { done: done + n };
+                    } else {
+                        let outcome =
+                            seq.on_logits(logits, self.vocab.as_ref(), capacity, Instant::now());
+                        self.finish_token(slot, outcome);
+                    }
+                }
+                Err(e) => self.fail(slot, format!("prompt processing failed: {e}")),
+            }
+        }
+    }
+
+    fn end_all(&mut self, message: &str) {
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].is_some() {
+                self.fail(slot, message.to_string());
+            }
+        }
+        for req in self.waiting.drain(..) {
+            let _ = req.events.send(Event::Error(message.to_string()));
+        }
+    }
+
+    /// Slot table and gauges for `/slots` and `/metrics`.
+    fn publish(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let capacity = self.runner.slot_capacity();
+        let page = self.runner.page_tokens().max(1);
+        let mut cells = 0;
+        let mut pages = 0;
+        let mut infos = Vec::with_capacity(self.slots.len());
+        for (id, s) in self.slots.iter().enumerate() {
+            let cached = self.runner.cached(id);
+            cells += cached;
+            pages += cached.div_ceil(page);
+            infos.push(match s {
+                None => SlotInfo {
+                    id,
+                    n_ctx: capacity,
+                    state: "idle",
+                    n_cached: cached,
+                    ..SlotInfo::default()
+                },
+                Some(seq) => SlotInfo {
+                    id,
+                    n_ctx: capacity,
+                    is_processing: true,
+                    state: match seq.phase {
+                        Phase::Prefill { .. } => "prefill",
+                        Phase::Decode { .. } => "decode",
+                    },
+                    n_prompt_tokens: seq.n_prompt,
+                    n_decoded: seq.n_generated,
+                    n_cached: cached,
+                },
+            });
+        }
+        let m = &self.shared.metrics;
+        m.processing.store(self.active() as u64, Relaxed);
+        m.waiting.store(self.waiting.len() as u64, Relaxed);
+        m.kv_cells_used.store(cells as u64, Relaxed);
+        m.kv_cells_total
+            .store((capacity * self.slots.len()) as u64, Relaxed);
+        m.kv_pages_used.store(pages as u64, Relaxed);
+        m.kv_pages_total
+            .store((capacity.div_ceil(page) * self.slots.len()) as u64, Relaxed);
+        if let Ok(mut s) = self.shared.slots.lock() {
+            *s = infos;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

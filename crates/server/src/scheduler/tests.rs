@@ -1,0 +1,458 @@
+//! Scheduler tests on a fake model whose logits depend only on a sequence's own cached tokens,
+//! so a request's output must not depend on what else is running.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine::SamplerParams;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::*;
+
+const VOCAB: usize = 16;
+const LETTERS: &[u8] = b"-abcdefghijklmno";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Call {
+    Prefill { slot: usize, n: usize },
+    Decode { slots: Vec<usize> },
+}
+
+struct Fake {
+    capacity: usize,
+    chunk: usize,
+    cache: Vec<Vec<u32>>,
+    logits: Vec<f32>,
+    log: Arc<Mutex<Vec<Call>>>,
+    /// Token 0 (end of generation) wins once a sequence holds this many tokens.
+    eog_at: Option<usize>,
+    step_delay: Duration,
+}
+
+impl Fake {
+    fn new(slots: usize, capacity: usize, chunk: usize) -> Fake {
+        Fake {
+            capacity,
+            chunk,
+            cache: vec![Vec::new(); slots],
+            logits: vec![0.0; VOCAB],
+            log: Arc::new(Mutex::new(Vec::new())),
+            eog_at: None,
+            step_delay: Duration::ZERO,
+        }
+    }
+
+    fn fill_logits(&mut self, slot: usize) {
+        let seq = &self.cache[slot];
+        let mut h: u64 = 1469598103934665603;
+        for &t in seq {
+            h = (h ^ t as u64).wrapping_mul(1099511628211);
+        }
+        for (i, l) in self.logits.iter_mut().enumerate() {
+            let x = h.wrapping_add(i as u64).wrapping_mul(0x9E3779B97F4A7C15) >> 40;
+            *l = (x % 1000) as f32 / 100.0;
+        }
+        self.logits[0] = match self.eog_at {
+            Some(n) if seq.len() >= n => 100.0,
+            _ => -100.0,
+        };
+    }
+}
+
+impl Runner for Fake {
+    fn n_vocab(&self) -> usize {
+        VOCAB
+    }
+    fn n_slots(&self) -> usize {
+        self.cache.len()
+    }
+    fn slot_capacity(&self) -> usize {
+        self.capacity
+    }
+    fn max_chunk(&self) -> usize {
+        self.chunk
+    }
+    fn cached(&self, slot: usize) -> usize {
+        self.cache[slot].len()
+    }
+    fn prefill(&mut self, slot: usize, tokens: &[u32]) -> runner::RowResult<'_> {
+        assert!(
+            tokens.len() <= self.chunk,
+            "chunk of {} tokens",
+            tokens.len()
+        );
+        if self.cache[slot].len() + tokens.len() > self.capacity {
+            return Err("context full".into());
+        }
+        self.log.lock().unwrap().push(Call::Prefill {
+            slot,
+            n: tokens.len(),
+        });
+        self.cache[slot].extend_from_slice(tokens);
+        self.fill_logits(slot);
+        Ok(&self.logits)
+    }
+    fn decode(
+        &mut self,
+        batch: &[(usize, u32)],
+        out: &mut dyn FnMut(usize, runner::RowResult<'_>),
+    ) {
+        std::thread::sleep(self.step_delay);
+        self.log.lock().unwrap().push(Call::Decode {
+            slots: batch.iter().map(|b| b.0).collect(),
+        });
+        for (i, &(slot, t)) in batch.iter().enumerate() {
+            if self.cache[slot].len() + 1 > self.capacity {
+                out(i, Err("context full".into()));
+                continue;
+            }
+            self.cache[slot].push(t);
+            self.fill_logits(slot);
+            out(i, Ok(&self.logits));
+        }
+    }
+    fn clear(&mut self, slot: usize) -> Result<(), String> {
+        self.cache[slot].clear();
+        Ok(())
+    }
+    fn page_tokens(&self) -> usize {
+        4
+    }
+}
+
+struct Letters;
+impl TokenText for Letters {
+    fn piece(&self, id: u32) -> &[u8] {
+        if id == 0 {
+            return b"";
+        }
+        &LETTERS[id as usize..id as usize + 1]
+    }
+    fn is_end_of_generation(&self, id: u32) -> bool {
+        id == 0
+    }
+}
+
+fn greedy(max_tokens: usize) -> GenParams {
+    GenParams {
+        sampling: SamplerParams::greedy(),
+        max_tokens: Some(max_tokens),
+        ..GenParams::default()
+    }
+}
+
+fn submit(
+    h: &EngineHandle,
+    prompt: &[u32],
+    params: GenParams,
+) -> (UnboundedReceiver<Event>, CancelFlag) {
+    let (tx, rx) = unbounded_channel();
+    let cancel = CancelFlag::new();
+    h.submit(GenRequest {
+        prompt: prompt.to_vec(),
+        params,
+        events: tx,
+        cancel: cancel.clone(),
+        arrived: Instant::now(),
+    })
+    .unwrap();
+    (rx, cancel)
+}
+
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    text: String,
+    ids: Vec<u32>,
+    reason: Option<FinishReason>,
+    usage: Usage,
+    error: Option<String>,
+}
+
+fn collect(mut rx: UnboundedReceiver<Event>) -> Outcome {
+    let mut o = Outcome {
+        text: String::new(),
+        ids: Vec::new(),
+        reason: None,
+        usage: Usage::default(),
+        error: None,
+    };
+    while let Some(ev) = rx.blocking_recv() {
+        match ev {
+            Event::Token { id, text, .. } => {
+                o.ids.push(id);
+                o.text.push_str(&text);
+            }
+            Event::Done {
+                text,
+                reason,
+                usage,
+            } => {
+                o.text.push_str(&text);
+                o.reason = Some(reason);
+                o.usage = usage;
+                break;
+            }
+            Event::Error(e) => {
+                o.error = Some(e);
+                break;
+            }
+        }
+    }
+    o
+}
+
+fn spawn(fake: Fake) -> EngineHandle {
+    EngineHandle::spawn(fake, Arc::new(Letters), "test").unwrap()
+}
+
+fn wait_until(mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "condition not reached"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn one_request_runs_to_max_tokens() {
+    let h = spawn(Fake::new(2, 64, 8));
+    let (rx, _c) = submit(&h, &[3, 4, 5], greedy(6));
+    let o = collect(rx);
+    assert_eq!(o.reason, Some(FinishReason::Length));
+    assert_eq!(o.ids.len(), 6);
+    assert_eq!(o.text.len(), 6);
+    assert_eq!(
+        o.usage,
+        Usage {
+            prompt_tokens: 3,
+            completion_tokens: 6
+        }
+    );
+    wait_until(|| {
+        h.slots()
+            .iter()
+            .all(|s| !s.is_processing && s.n_cached == 0)
+    });
+    let m = &h.shared().metrics;
+    assert_eq!(
+        m.generated_tokens
+            .load(std::sync::atomic::Ordering::Relaxed),
+        6
+    );
+    assert_eq!(m.ttft.count(), 1);
+    assert_eq!(m.itl.count(), 5);
+}
+
+#[test]
+fn concurrent_requests_match_their_solo_runs() {
+    let prompts: Vec<Vec<u32>> = (0..10u32)
+        .map(|i| {
+            (0..(3 + i * 7 % 20))
+                .map(|j| 1 + (i * 5 + j) % 15)
+                .collect()
+        })
+        .collect();
+    let solo: Vec<Outcome> = prompts
+        .iter()
+        .map(|p| {
+            let h = spawn(Fake::new(1, 64, 8));
+            collect(submit(&h, p, greedy(12)).0)
+        })
+        .collect();
+    let fake = Fake::new(3, 64, 8);
+    let log = Arc::clone(&fake.log);
+    let h = spawn(fake);
+    let rxs: Vec<_> = prompts.iter().map(|p| submit(&h, p, greedy(12))).collect();
+    for (i, (rx, _c)) in rxs.into_iter().enumerate() {
+        assert_eq!(collect(rx), solo[i], "request {i}");
+    }
+    // Decode steps ran several sequences together.
+    let log = log.lock().unwrap();
+    assert!(log
+        .iter()
+        .any(|c| matches!(c, Call::Decode { slots } if slots.len() == 3)));
+}
+
+#[test]
+fn long_prompt_is_prefilled_in_chunks_between_decode_steps() {
+    let mut fake = Fake::new(2, 256, 8);
+    fake.step_delay = Duration::from_millis(1);
+    let log = Arc::clone(&fake.log);
+    let h = spawn(fake);
+    let (short_rx, _a) = submit(&h, &[1, 2], greedy(40));
+    // Let the short request start decoding first.
+    wait_until(|| h.slots().iter().any(|s| s.state == "decode"));
+    let long: Vec<u32> = (0..100).map(|i| 1 + i % 15).collect();
+    let (long_rx, _b) = submit(&h, &long, greedy(2));
+    let long_out = collect(long_rx);
+    assert_eq!(long_out.reason, Some(FinishReason::Length));
+    collect(short_rx);
+    let log = log.lock().unwrap();
+    // 100 tokens in chunks of at most 8: at least 13 prefill calls for the long prompt.
+    let long_chunks: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, Call::Prefill { slot: 1, .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(long_chunks.len() >= 13, "{log:?}");
+    // Between consecutive chunks the short request decoded a token.
+    for w in long_chunks.windows(2) {
+        assert!(
+            log[w[0]..w[1]]
+                .iter()
+                .any(|c| matches!(c, Call::Decode { slots } if slots.contains(&0))),
+            "no decode between prefill chunks at {w:?}: {log:?}"
+        );
+    }
+}
+
+#[test]
+fn cancelled_request_frees_its_slot_and_others_continue() {
+    let mut fake = Fake::new(2, 4096, 8);
+    fake.step_delay = Duration::from_millis(2);
+    let h = spawn(fake);
+    let (mut rx_a, cancel_a) = submit(&h, &[1, 2, 3], greedy(100_000));
+    let (rx_b, _cb) = submit(&h, &[4, 5], greedy(50));
+    // A has produced tokens; then its client goes away.
+    for _ in 0..5 {
+        assert!(matches!(rx_a.blocking_recv(), Some(Event::Token { .. })));
+    }
+    cancel_a.cancel();
+    drop(rx_a);
+    wait_until(|| {
+        let s = h.slots();
+        s.len() == 2 && s.iter().filter(|s| s.is_processing).count() <= 1
+    });
+    let b = collect(rx_b);
+    assert_eq!(b.reason, Some(FinishReason::Length));
+    wait_until(|| h.slots().iter().all(|s| s.n_cached == 0));
+    let m = &h.shared().metrics;
+    assert_eq!(
+        m.requests_cancelled
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        m.kv_cells_used.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn dropping_the_receiver_alone_cancels() {
+    let mut fake = Fake::new(1, 1 << 20, 8);
+    fake.step_delay = Duration::from_millis(1);
+    let h = spawn(fake);
+    let (rx, _c) = submit(&h, &[1], greedy(1_000_000));
+    wait_until(|| h.slots()[0].n_decoded > 3);
+    drop(rx);
+    wait_until(|| !h.slots()[0].is_processing && h.slots()[0].n_cached == 0);
+}
+
+#[test]
+fn queued_requests_wait_for_a_free_slot() {
+    let h = spawn(Fake::new(1, 64, 8));
+    let rxs: Vec<_> = (0..4).map(|i| submit(&h, &[1 + i], greedy(5))).collect();
+    for (rx, _c) in rxs {
+        let o = collect(rx);
+        assert_eq!(o.ids.len(), 5);
+    }
+}
+
+#[test]
+fn end_of_generation_stops_without_emitting_it() {
+    let mut fake = Fake::new(1, 64, 8);
+    fake.eog_at = Some(6);
+    let h = spawn(fake);
+    let o = collect(submit(&h, &[1, 2, 3], greedy(50)).0);
+    assert_eq!(o.reason, Some(FinishReason::Stop));
+    // 3 prompt tokens, then tokens until the cache holds 6: 3 fed + 1 more sampled.
+    assert!(o.ids.iter().all(|&t| t != 0));
+    assert_eq!(o.usage.completion_tokens, o.ids.len() + 1);
+}
+
+#[test]
+fn full_slot_ends_with_length() {
+    let h = spawn(Fake::new(1, 10, 8));
+    let o = collect(submit(&h, &[1, 2, 3, 4], greedy(1000)).0);
+    assert_eq!(o.reason, Some(FinishReason::Length));
+    // The slot holds 10 tokens: 4 prompt + 6 fed, plus the last sampled token.
+    assert_eq!(o.ids.len(), 7);
+    assert!(o.error.is_none());
+}
+
+#[test]
+fn stop_string_cuts_the_text() {
+    let h = spawn(Fake::new(1, 64, 8));
+    let free = collect(submit(&h, &[7, 8], greedy(12)).0);
+    // Stop at the text of generated tokens 4..6: the output is the text before it.
+    let stop = free.text[4..6].to_string();
+    let cut = free.text.find(&stop).unwrap();
+    let params = GenParams {
+        stop: vec![stop.clone()],
+        ..greedy(12)
+    };
+    let o = collect(submit(&h, &[7, 8], params).0);
+    assert_eq!(o.reason, Some(FinishReason::Stop));
+    assert_eq!(o.text, free.text[..cut], "stop {stop:?} in {:?}", free.text);
+}
+
+#[test]
+fn logprobs_come_with_tokens() {
+    let h = spawn(Fake::new(1, 64, 8));
+    let params = GenParams {
+        logprobs: Some(3),
+        ..greedy(3)
+    };
+    let (mut rx, _c) = submit(&h, &[1], params);
+    let Some(Event::Token { id, logprobs, .. }) = rx.blocking_recv() else {
+        panic!("no token");
+    };
+    let lp = logprobs.unwrap();
+    assert_eq!(lp.chosen.id, id);
+    assert_eq!(lp.top.len(), 3);
+    // Greedy picks the most likely token.
+    assert_eq!(lp.top[0].id, id);
+    assert!(lp.top[0].logprob >= lp.top[1].logprob);
+}
+
+#[test]
+fn shutdown_ends_running_and_refuses_new() {
+    let mut fake = Fake::new(1, 1 << 20, 8);
+    fake.step_delay = Duration::from_millis(1);
+    let h = spawn(fake);
+    let (rx, _c) = submit(&h, &[1], greedy(1_000_000));
+    let (queued, _q) = submit(&h, &[2], greedy(5));
+    wait_until(|| h.slots()[0].n_decoded > 2);
+    h.shutdown(Duration::from_millis(50));
+    h.join();
+    let o = collect(rx);
+    assert!(o.error.unwrap().contains("shutting down"));
+    assert!(collect(queued).error.is_some());
+    assert!(h
+        .submit(GenRequest {
+            prompt: vec![1],
+            params: greedy(1),
+            events: unbounded_channel().0,
+            cancel: CancelFlag::new(),
+            arrived: Instant::now(),
+        })
+        .is_err());
+}
+
+#[test]
+fn shutdown_lets_short_requests_finish() {
+    let mut fake = Fake::new(1, 64, 8);
+    fake.step_delay = Duration::from_millis(5);
+    let h = spawn(fake);
+    let (rx, _c) = submit(&h, &[1], greedy(20));
+    wait_until(|| h.slots()[0].is_processing);
+    h.shutdown(Duration::from_secs(10));
+    let o = collect(rx);
+    assert_eq!(o.reason, Some(FinishReason::Length));
+    h.join();
+}
