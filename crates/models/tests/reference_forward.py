@@ -3,7 +3,8 @@
 the architectures' published definitions with numpy and the `gguf` package's own dequantizers.
 
 usage: reference_forward.py MODEL.gguf TOKEN_ID [TOKEN_ID ...]
-Prints JSON {"logits": [...]} for the last token. No activation quantization, no f16 anywhere:
+Prints JSON {"logits": [...]} for the last token (with --all: {"logits": [[...], ...]} for every
+token). No activation quantization, no f16 anywhere:
 the exact function the quantized weights define, to check an engine's math against.
 """
 import json
@@ -15,7 +16,10 @@ from gguf.quants import dequantize
 
 
 def main():
-    path, ids = sys.argv[1], [int(x) for x in sys.argv[2:]]
+    args = sys.argv[1:]
+    all_rows = "--all" in args
+    args = [a for a in args if a != "--all"]
+    path, ids = args[0], [int(x) for x in args[1:]]
     r = GGUFReader(path)
     fields = {k: f for k, f in r.fields.items()}
 
@@ -53,10 +57,14 @@ def main():
     def rms(x, w):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
+    freq_factors = W("rope_freqs.weight")
+
     def rope(x, pos, b):
         # x: [T, H, hd]
         half = n_rot // 2
         inv = b ** (-np.arange(half, dtype=np.float64) * 2.0 / n_rot)
+        if freq_factors is not None:
+            inv = inv / freq_factors
         ang = np.outer(pos, inv)[:, None, :]
         c, s = np.cos(ang), np.sin(ang)
         y = x.copy()
@@ -133,12 +141,11 @@ def main():
         if fn is not None:
             d = rms(d, fn)
         x = x + d
-    h = rms(x[-1:], W("output_norm.weight"))
+    h = rms(x if all_rows else x[-1:], W("output_norm.weight"))
     out_t = tensors.get("output.weight", emb_t)
-    logits = np.zeros(out_t.shape[1] if len(out_t.shape) > 1 else 0)
-    wo = dequantize(out_t.data, out_t.tensor_type)
-    logits = (wo.astype(np.float64) @ h[0])
-    json.dump({"logits": logits.tolist()}, sys.stdout)
+    wo = dequantize(out_t.data, out_t.tensor_type).astype(np.float64)
+    logits = h @ wo.T
+    json.dump({"logits": logits.tolist() if all_rows else logits[0].tolist()}, sys.stdout)
 
 
 if __name__ == "__main__":
