@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 mod cmd;
 
 #[derive(Parser)]
-#[command(name = "turbine", version, about = "LLM inference engine and OpenAI-compatible server for GGUF models")]
+#[command(
+    name = "turbine",
+    version,
+    about = "LLM inference engine and OpenAI-compatible server for GGUF models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,6 +31,8 @@ enum Command {
     Perplexity(cmd::perplexity::Args),
     /// llama-bench-style speed table: ppN / tgN at context depths, per K/V cache type.
     Bench(cmd::bench::Args),
+    /// Check every CUDA op against the CPU reference (exits 0 with all skipped without a GPU).
+    CheckBackend(cmd::check_backend::Args),
 }
 
 fn main() {
@@ -39,6 +45,7 @@ fn main() {
         Command::Plan(args) => cmd::plan::run(args),
         Command::Perplexity(args) => cmd::perplexity::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::CheckBackend(args) => cmd::check_backend::run(args),
     };
     if let Err(err) = result {
         // One line, the whole cause chain: users grep logs for it.

@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run(Args) -> anyhow::Result<()>`.
 pub mod bench;
+pub mod check_backend;
 pub mod inspect;
 pub mod perplexity;
 pub mod plan;

@@ -1,0 +1,209 @@
+// Attention that reads the packed KV cache directly (no expansion to f16).
+//
+// Compiled once per (K type, V type) pair: the host defines KT and VT (ggml type ids).
+//
+// attn_partial: grid (splits, n_head, rows), 128 threads. Block (s, h, r) attends query row r
+// (sequence and position (rowinfo[2r], rowinfo[2r+1]), or (seq0, pos0 + r) when rowinfo is
+// null), head h, to the keys of split s of its sequence: positions [s·split_len,
+// (s+1)·split_len) within the row's causal (and sliding-window) range. Keys go in tiles of 32: each warp scores
+// keys (lanes over head dims), then an online-softmax update, then every thread accumulates its
+// own output dims over the tile's values.
+// - Turbo K: the query is rotated once (R q, zero-padded to 128-groups), and a per-query table
+//   lut[c][j] = (R q)[j] · C[c] turns the score into table lookups: score = Σ_blocks norm · Σ_j
+//   lut[idx_j][j]. Inner products survive the rotation, so no key is ever un-rotated.
+// - Turbo V: per key and 128-group, the codebook scaled by p_t · norm is built in shared memory
+//   ("scaled codebook"), so accumulation is one lookup per value; the output stays in the
+//   rotated domain until R⁻¹ is applied once per output row.
+// With direct = 1 (one split covering every key) the block normalizes and writes the output.
+// Otherwise it writes (m, l, acc[pad_v]) to the workspace, and attn_merge combines the splits.
+
+#ifndef KT
+#error "KT (K cache type id) must be defined"
+#endif
+#ifndef VT
+#error "VT (V cache type id) must be defined"
+#endif
+
+#define ATTN_THREADS 128
+#define ATTN_WARPS (ATTN_THREADS / 32)
+#define ATTN_TILE 32
+// Output dims per thread: padded V heads up to 512 values.
+#define ATTN_DPT 4
+
+template <int T, bool TURBO> struct NcOf { static constexpr int NC = 1; };
+template <int T> struct NcOf<T, true> { static constexpr int NC = Turbo<T>::NC; };
+
+constexpr bool K_TURBO = is_turbo<KT>();
+constexpr bool V_TURBO = is_turbo<VT>();
+constexpr int NCK = NcOf<KT, K_TURBO>::NC;
+constexpr int NCV = NcOf<VT, V_TURBO>::NC;
+
+template <int T> __device__ __forceinline__ float centroid(int c) {
+    if constexpr (is_turbo<T>()) return turbo_centroid<T>(c);
+    else return 0.0f;
+}
+
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
+    attn_partial(const float* __restrict__ q, const u8* __restrict__ kbase,
+                 const u8* __restrict__ vbase, float* __restrict__ out, float* __restrict__ ws,
+                 const u32* __restrict__ rowinfo, int seq0, int pos0, int n_head, int n_head_kv, int hdk, int hdv, int pad_k, int pad_v,
+                 i64 khb, i64 vhb, i64 cells, float scale, int window, float softcap,
+                 int split_len, int n_splits, int direct) {
+    extern __shared__ float smem[];
+    const int nbv = pad_v / 128;
+    float* qs = smem;
+    float* lut = qs + pad_k;
+    float* sc = lut + (K_TURBO ? NCK * pad_k : 0);
+    float* pw = sc + ATTN_TILE;
+    float* vcb = pw + ATTN_TILE;
+    float* acc_s = vcb + (V_TURBO ? ATTN_TILE * nbv * NCV : 0);
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int s = blockIdx.x, h = blockIdx.y, r = blockIdx.z;
+    const int kvh = h / (n_head / n_head_kv);
+    const i64 seq = rowinfo ? rowinfo[2 * r] : seq0;
+    const int pos = rowinfo ? (int)rowinfo[2 * r + 1] : pos0 + r;
+    const int lo = window > 0 ? max(0, pos + 1 - window) : 0;
+    const int t0 = max(lo, s * split_len);
+    const int t1 = min(pos + 1, (s + 1) * split_len);
+
+    const float* qr = q + ((i64)r * n_head + h) * hdk;
+    for (int i = tid; i < pad_k; i += ATTN_THREADS) qs[i] = i < hdk ? qr[i] : 0.0f;
+    __syncthreads();
+    if constexpr (K_TURBO) {
+        block_rotate(qs, pad_k / 128);
+        for (int i = tid; i < NCK * pad_k; i += ATTN_THREADS)
+            lut[i] = qs[i % pad_k] * centroid<KT>(i / pad_k);
+        __syncthreads();
+    }
+
+    const u8* kh = kbase + (seq * n_head_kv + kvh) * cells * khb;
+    const u8* vh = vbase + (seq * n_head_kv + kvh) * cells * vhb;
+    float m = NEG_INF, l = 0.0f;
+    float acc[ATTN_DPT];
+#pragma unroll
+    for (int i = 0; i < ATTN_DPT; i++) acc[i] = 0.0f;
+
+    for (int tile = t0; tile < t1; tile += ATTN_TILE) {
+        const int nt = min(ATTN_TILE, t1 - tile);
+        for (int kt = warp; kt < nt; kt += ATTN_WARPS) {
+            const u8* kr = kh + (i64)(tile + kt) * khb;
+            float part = 0.0f;
+            if constexpr (K_TURBO) {
+                for (int d = lane; d < pad_k; d += 32) {
+                    const u8* blk = kr + (i64)(d >> 7) * TypeInfo<KT>::BB;
+                    part += lut[turbo_index<KT>(blk, d & 127) * pad_k + d] * ld_h(blk);
+                }
+            } else {
+                for (int d = lane; d < hdk; d += 32) part += qs[d] * deq_row<KT>(kr, d);
+            }
+            part = warp_sum(part);
+            if (lane == 0) {
+                float x = part * scale;
+                if (softcap > 0.0f) x = softcap * tanhf(x / softcap);
+                sc[kt] = x;
+            }
+        }
+        __syncthreads();
+        float mt = NEG_INF;
+        for (int kt = 0; kt < nt; kt++) mt = fmaxf(mt, sc[kt]);
+        const float mnew = fmaxf(m, mt);
+        const float corr = expf(m - mnew);
+        for (int kt = tid; kt < nt; kt += ATTN_THREADS) pw[kt] = expf(sc[kt] - mnew);
+        __syncthreads();
+        if constexpr (V_TURBO) {
+            for (int i = tid; i < nt * nbv * NCV; i += ATTN_THREADS) {
+                int kt = i / (nbv * NCV), rem = i % (nbv * NCV);
+                int b = rem / NCV, c = rem % NCV;
+                const u8* blk = vh + (i64)(tile + kt) * vhb + (i64)b * TypeInfo<VT>::BB;
+                vcb[i] = pw[kt] * ld_h(blk) * centroid<VT>(c);
+            }
+            __syncthreads();
+        }
+        float lsum = 0.0f;
+        for (int kt = 0; kt < nt; kt++) lsum += pw[kt];
+        l = l * corr + lsum;
+        m = mnew;
+#pragma unroll
+        for (int i = 0; i < ATTN_DPT; i++) {
+            const int d = tid + ATTN_THREADS * i;
+            if (d < pad_v) {
+                float a = acc[i] * corr;
+                for (int kt = 0; kt < nt; kt++) {
+                    const u8* vr = vh + (i64)(tile + kt) * vhb;
+                    if constexpr (V_TURBO) {
+                        const u8* blk = vr + (i64)(d >> 7) * TypeInfo<VT>::BB;
+                        a += vcb[(kt * nbv + (d >> 7)) * NCV + turbo_index<VT>(blk, d & 127)];
+                    } else {
+                        a += pw[kt] * deq_row<VT>(vr, d);
+                    }
+                }
+                acc[i] = a;
+            }
+        }
+        __syncthreads();
+    }
+
+    if (!direct) {
+        float* w = ws + (((i64)r * n_head + h) * n_splits + s) * (pad_v + 2);
+        if (tid == 0) {
+            w[0] = m;
+            w[1] = l;
+        }
+#pragma unroll
+        for (int i = 0; i < ATTN_DPT; i++) {
+            const int d = tid + ATTN_THREADS * i;
+            if (d < pad_v) w[2 + d] = acc[i];
+        }
+        return;
+    }
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    float* o = out + ((i64)r * n_head + h) * hdv;
+    if constexpr (V_TURBO) {
+#pragma unroll
+        for (int i = 0; i < ATTN_DPT; i++) {
+            const int d = tid + ATTN_THREADS * i;
+            if (d < pad_v) acc_s[d] = acc[i];
+        }
+        __syncthreads();
+        block_rotate_inverse(acc_s, nbv);
+        for (int d = tid; d < hdv; d += ATTN_THREADS) o[d] = acc_s[d] * inv;
+    } else {
+#pragma unroll
+        for (int i = 0; i < ATTN_DPT; i++) {
+            const int d = tid + ATTN_THREADS * i;
+            if (d < hdv) o[d] = acc[i] * inv;
+        }
+    }
+}
+
+// Combines the splits of one (row, head): grid (n_head, rows), 128 threads, pad_v floats of
+// dynamic shared memory.
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
+    attn_merge(const float* __restrict__ ws, float* __restrict__ out, int n_head, int hdv,
+               int pad_v, int n_splits) {
+    extern __shared__ float smem[];
+    const int h = blockIdx.x, r = blockIdx.y;
+    const i64 stride = pad_v + 2;
+    const float* w = ws + ((i64)r * n_head + h) * n_splits * stride;
+    float mx = NEG_INF;
+    for (int s = 0; s < n_splits; s++) mx = fmaxf(mx, w[s * stride]);
+    float total = 0.0f;
+    for (int s = 0; s < n_splits; s++) {
+        float ms = w[s * stride];
+        if (ms > NEG_INF) total += w[s * stride + 1] * expf(ms - mx);
+    }
+    for (int d = threadIdx.x; d < pad_v; d += ATTN_THREADS) {
+        float a = 0.0f;
+        for (int s = 0; s < n_splits; s++) {
+            float ms = w[s * stride];
+            if (ms > NEG_INF) a += w[s * stride + 2 + d] * expf(ms - mx);
+        }
+        smem[d] = a;
+    }
+    __syncthreads();
+    if constexpr (V_TURBO) block_rotate_inverse(smem, pad_v / 128);
+    const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+    for (int d = threadIdx.x; d < hdv; d += ATTN_THREADS)
+        out[((i64)r * n_head + h) * hdv + d] = smem[d] * inv;
+}

@@ -1,0 +1,281 @@
+// KV append: quantizes K or V rows into the cache, bit-exact with the `formats` reference
+// quantizers (this module is compiled with --fmad=false so every product rounds on its own, as
+// in the Rust reference; sums run in index order).
+//
+// One thread per (row, kv head): it zero-pads the head to whole blocks and encodes them one
+// after another. iq4_nl needs that order: like the reference quantizer, an all-zero block reuses
+// the previous block's codes of the same head. Turbo types apply the rotation (one per
+// 128-group) and the codebook search by midpoints (TURBO-KV.md).
+//
+// Cache layout (see src/kv.rs): dst points at the layer's K (or V) allocation; head h of
+// position p of sequence s is at dst + ((s * n_head_kv + h) * cells + p) * head_bytes.
+// Row r is (rowinfo[2r], rowinfo[2r+1]) = (sequence, position), or (seq0, pos0 + r) when
+// rowinfo is null.
+
+#define KV_MAX_BLOCK 128
+
+__device__ __forceinline__ int trunc_sat_i8(float v) {
+    // Rust's `f32 as i8`: truncate toward zero, saturate, NaN -> 0.
+    if (v != v) return 0;
+    float t = truncf(v);
+    if (t < -128.0f) return -128;
+    if (t > 127.0f) return 127;
+    return (int)t;
+}
+
+__device__ __forceinline__ int trunc_sat_u8(float v) {
+    if (v != v) return 0;
+    float t = truncf(v);
+    if (t < 0.0f) return 0;
+    if (t > 255.0f) return 255;
+    return (int)t;
+}
+
+__device__ __forceinline__ float inverse_or_zero(float d) { return d != 0.0f ? 1.0f / d : 0.0f; }
+
+__device__ __forceinline__ void put_u16(u8* p, u16 v) {
+    p[0] = (u8)(v & 0xff);
+    p[1] = (u8)(v >> 8);
+}
+
+__device__ __forceinline__ float signed_absmax(const float* x, int n) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++) {
+        if (amax < fabsf(x[j])) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
+__device__ __forceinline__ void min_max(const float* x, float& mn, float& mx) {
+    mn = 3.402823466e38f;
+    mx = -3.402823466e38f;
+    for (int j = 0; j < 32; j++) {
+        if (x[j] < mn) mn = x[j];
+        if (x[j] > mx) mx = x[j];
+    }
+}
+
+__device__ void pack_5bit(const int* q, u8* qh_out, u8* qs) {
+    u32 qh = 0;
+    for (int j = 0; j < 16; j++) {
+        int q0 = q[j], q1 = q[j + 16];
+        qs[j] = (u8)((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+        qh |= (u32)((q0 & 0x10) >> 4) << j;
+        qh |= (u32)((q1 & 0x10) >> 4) << (j + 16);
+    }
+    qh_out[0] = qh & 0xff;
+    qh_out[1] = (qh >> 8) & 0xff;
+    qh_out[2] = (qh >> 16) & 0xff;
+    qh_out[3] = qh >> 24;
+}
+
+__device__ int best_index_iq4nl(float x) {
+    if (x <= (float)KVALUES_IQ4NL[0]) return 0;
+    if (x >= (float)KVALUES_IQ4NL[15]) return 15;
+    int lo = 0, hi = 15;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (x < (float)KVALUES_IQ4NL[mid]) hi = mid;
+        else lo = mid;
+    }
+    return (x - (float)KVALUES_IQ4NL[hi - 1] < (float)KVALUES_IQ4NL[hi] - x) ? hi - 1 : hi;
+}
+
+// Quantizes one block of x into out. `codes` is the iq4_nl state carried along a head.
+template <int T> __device__ void quantize_block(float* x, u8* out, u8* codes);
+
+template <> __device__ void quantize_block<TY_F32>(float* x, u8* out, u8*) {
+    u32 u = __float_as_uint(x[0]);
+    out[0] = u & 0xff;
+    out[1] = (u >> 8) & 0xff;
+    out[2] = (u >> 16) & 0xff;
+    out[3] = u >> 24;
+}
+template <> __device__ void quantize_block<TY_F16>(float* x, u8* out, u8*) { put_u16(out, f2h(x[0])); }
+template <> __device__ void quantize_block<TY_BF16>(float* x, u8* out, u8*) { put_u16(out, f2bf(x[0])); }
+
+template <> __device__ void quantize_block<TY_Q8_0>(float* x, u8* out, u8*) {
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++) amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
+    float d = amax / 127.0f;
+    float id = inverse_or_zero(d);
+    put_u16(out, f2h(d));
+    for (int j = 0; j < 32; j++) out[2 + j] = (u8)(i8)trunc_sat_i8(roundf(x[j] * id));
+}
+
+template <> __device__ void quantize_block<TY_Q4_0>(float* x, u8* out, u8*) {
+    float d = signed_absmax(x, 32) / -8.0f;
+    float id = inverse_or_zero(d);
+    put_u16(out, f2h(d));
+    for (int j = 0; j < 16; j++) {
+        int q0 = min(trunc_sat_i8(x[j] * id + 8.5f), 15);
+        int q1 = min(trunc_sat_i8(x[j + 16] * id + 8.5f), 15);
+        out[2 + j] = (u8)((q0 & 0xff) | (q1 << 4));
+    }
+}
+
+template <> __device__ void quantize_block<TY_Q4_1>(float* x, u8* out, u8*) {
+    float mn, mx;
+    min_max(x, mn, mx);
+    float d = (mx - mn) / 15.0f;
+    float id = inverse_or_zero(d);
+    put_u16(out, f2h(d));
+    put_u16(out + 2, f2h(mn));
+    for (int j = 0; j < 16; j++) {
+        int q0 = min(trunc_sat_i8((x[j] - mn) * id + 0.5f), 15);
+        int q1 = min(trunc_sat_i8((x[j + 16] - mn) * id + 0.5f), 15);
+        out[4 + j] = (u8)((q0 & 0xff) | (q1 << 4));
+    }
+}
+
+template <> __device__ void quantize_block<TY_Q5_0>(float* x, u8* out, u8*) {
+    float d = signed_absmax(x, 32) / -16.0f;
+    float id = inverse_or_zero(d);
+    int q[32];
+    for (int j = 0; j < 32; j++) q[j] = min(trunc_sat_i8(x[j] * id + 16.5f), 31) & 0xff;
+    put_u16(out, f2h(d));
+    pack_5bit(q, out + 2, out + 6);
+}
+
+template <> __device__ void quantize_block<TY_Q5_1>(float* x, u8* out, u8*) {
+    float mn, mx;
+    min_max(x, mn, mx);
+    float d = (mx - mn) / 31.0f;
+    float id = inverse_or_zero(d);
+    int q[32];
+    for (int j = 0; j < 32; j++) q[j] = trunc_sat_u8((x[j] - mn) * id + 0.5f);
+    put_u16(out, f2h(d));
+    put_u16(out + 2, f2h(mn));
+    pack_5bit(q, out + 4, out + 8);
+}
+
+template <> __device__ void quantize_block<TY_IQ4_NL>(float* x, u8* out, u8* codes) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < 32; j++) {
+        if (fabsf(x[j]) > amax) {
+            amax = fabsf(x[j]);
+            max = x[j];
+        }
+    }
+    float d = 0.0f;
+    if (amax >= 1e-15f) {
+        float id = 1.0f / (max / (float)KVALUES_IQ4NL[0]);
+        float sumqx = 0.0f, sumq2 = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            int l = best_index_iq4nl(id * x[j]);
+            codes[j] = (u8)l;
+            float q = (float)KVALUES_IQ4NL[l];
+            float w = x[j] * x[j];
+            sumqx += w * q * x[j];
+            sumq2 += w * q * q;
+        }
+        d = sumq2 > 0.0f ? sumqx / sumq2 : 0.0f;
+    }
+    put_u16(out, f2h(d));
+    for (int j = 0; j < 16; j++) out[2 + j] = (u8)(codes[j] | (codes[j + 16] << 4));
+}
+
+// Turbo: norm, rotation, codebook search, corrected norm (TURBO-KV.md "Quantize one block").
+template <int T>
+__device__ void quantize_turbo(float* x, u8* out) {
+    constexpr int NC = Turbo<T>::NC;
+    const float* C = T == TY_TURBO2 ? TURBO_C2 : (T == TY_TURBO3 ? TURBO_C3 : TURBO_C4);
+    const float* M = T == TY_TURBO2 ? TURBO_M2 : (T == TY_TURBO3 ? TURBO_M3 : TURBO_M4);
+    float n2 = 0.0f;
+    for (int j = 0; j < 128; j++) n2 += x[j] * x[j];
+    float g = sqrtf(n2);
+    float inv = g > 1e-10f ? 1.0f / g : 0.0f;
+    for (int j = 0; j < 128; j++) x[j] = x[j] * inv * turbo_sign(TURBO_S1, j);
+    for (int h = 1; h < 128; h <<= 1) {
+        for (int base = 0; base < 128; base += 2 * h) {
+            for (int j = base; j < base + h; j++) {
+                float a = x[j], b = x[j + h];
+                x[j] = a + b;
+                x[j + h] = a - b;
+            }
+        }
+    }
+    for (int j = 0; j < 128; j++) x[j] = x[j] * (TURBO_INV_SQRT_128 * turbo_sign(TURBO_S2, j));
+    int bytes = T == TY_TURBO2 ? 32 : (T == TY_TURBO3 ? 48 : 64);
+    for (int i = 0; i < bytes; i++) out[2 + i] = 0;
+    float r2 = 0.0f;
+    for (int j = 0; j < 128; j++) {
+        int c = NC - 1;
+        for (int i = 0; i < NC - 1; i++) {
+            if (x[j] < M[i]) {
+                c = i;
+                break;
+            }
+        }
+        r2 += C[c] * C[c];
+        if (T == TY_TURBO2) {
+            out[2 + (j >> 2)] |= (u8)(c << (2 * (j & 3)));
+        } else if (T == TY_TURBO3) {
+            out[2 + (j >> 2)] |= (u8)((c & 3) << (2 * (j & 3)));
+            out[34 + (j >> 3)] |= (u8)(((c >> 2) & 1) << (j & 7));
+        } else {
+            out[2 + (j >> 1)] |= (u8)(c << (4 * (j & 1)));
+        }
+    }
+    float rn = sqrtf(r2);
+    float norm = rn > 1e-10f ? g / rn : g;
+    u16 h = f2h(norm);
+    // Saturate instead of storing inf (TURBO-KV.md's deliberate deviation).
+    if ((h & 0x7fff) == 0x7c00) h = (h & 0x8000) | 0x7bff;
+    put_u16(out, h);
+}
+
+// The reference writes x · inv first, then multiplies by the sign: same products here because
+// the sign is ±1 (exact) and both orders round once.
+template <> __device__ void quantize_block<TY_TURBO2>(float* x, u8* out, u8*) { quantize_turbo<TY_TURBO2>(x, out); }
+template <> __device__ void quantize_block<TY_TURBO3>(float* x, u8* out, u8*) { quantize_turbo<TY_TURBO3>(x, out); }
+template <> __device__ void quantize_block<TY_TURBO4>(float* x, u8* out, u8*) { quantize_turbo<TY_TURBO4>(x, out); }
+
+template <int T>
+__device__ void kv_store(const float* src, u8* dst, int rows, int n_head_kv, int head_dim,
+                         int pad_dim, i64 head_bytes, i64 cells, const u32* rowinfo, int seq0,
+                         int pos0) {
+    constexpr int BS = TypeInfo<T>::BS, BB = TypeInfo<T>::BB;
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= rows * n_head_kv) return;
+    int r = t / n_head_kv, h = t % n_head_kv;
+    const float* x = src + ((i64)r * n_head_kv + h) * head_dim;
+    i64 seq = rowinfo ? rowinfo[2 * r] : seq0;
+    i64 pos = rowinfo ? rowinfo[2 * r + 1] : pos0 + r;
+    u8* out = dst + ((seq * n_head_kv + h) * cells + pos) * head_bytes;
+    float blk[BS];
+    u8 codes[32];
+    for (int j = 0; j < 32; j++) codes[j] = 8;
+    for (int b = 0; b < pad_dim / BS; b++) {
+        for (int j = 0; j < BS; j++) {
+            int e = b * BS + j;
+            blk[j] = e < head_dim ? x[e] : 0.0f;
+        }
+        quantize_block<T>(blk, out + (i64)b * BB, codes);
+    }
+}
+
+#define KV_STORE(NAME, T)                                                                        \
+    extern "C" __global__ void kv_store_##NAME(const float* src, u8* dst, int rows,             \
+                                               int n_head_kv, int head_dim, int pad_dim,         \
+                                               i64 head_bytes, i64 cells, const u32* rowinfo,    \
+                                               int seq0, int pos0) {                             \
+        kv_store<T>(src, dst, rows, n_head_kv, head_dim, pad_dim, head_bytes, cells, rowinfo,   \
+                    seq0, pos0);                                                                 \
+    }
+
+KV_STORE(f32, TY_F32)
+KV_STORE(f16, TY_F16)
+KV_STORE(bf16, TY_BF16)
+KV_STORE(q8_0, TY_Q8_0)
+KV_STORE(q4_0, TY_Q4_0)
+KV_STORE(q4_1, TY_Q4_1)
+KV_STORE(q5_0, TY_Q5_0)
+KV_STORE(q5_1, TY_Q5_1)
+KV_STORE(iq4_nl, TY_IQ4_NL)
+KV_STORE(turbo2, TY_TURBO2)
+KV_STORE(turbo3, TY_TURBO3)
+KV_STORE(turbo4, TY_TURBO4)

@@ -1,0 +1,25 @@
+// RMS norm: out[r] = x[r] / sqrt(mean(x[r]²) + eps) · w, one block per row. The mean is summed
+// in double like the CPU reference (ggml sums in f64 too). `out` may alias `x` (in place):
+// every thread reads its elements for the sum before the barrier and writes them after.
+
+#define NORM_THREADS 256
+
+extern "C" __global__ void __launch_bounds__(NORM_THREADS)
+    rms_norm(const float* x, const float* w, float* out, int n, float eps) {
+    __shared__ double partial[NORM_THREADS / 32];
+    const float* xr = x + (i64)blockIdx.x * n;
+    float* yr = out + (i64)blockIdx.x * n;
+    double s = 0.0;
+    for (int i = threadIdx.x; i < n; i += NORM_THREADS) {
+        float v = xr[i];
+        s += (double)(v * v);
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = s;
+    __syncthreads();
+    double total = 0.0;
+    for (int i = 0; i < NORM_THREADS / 32; i++) total += partial[i];
+    float mean = (float)(total / (double)n);
+    float scale = 1.0f / sqrtf(mean + eps);
+    for (int i = threadIdx.x; i < n; i += NORM_THREADS) yr[i] = xr[i] * scale * w[i];
+}

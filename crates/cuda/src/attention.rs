@@ -1,0 +1,209 @@
+//! Launches of the attention kernels (kernels/attention.cu) and their workspace formula.
+//!
+//! Two paths, chosen by shape:
+//! - split-K (decode, at most [`SPLIT_MAX_ROWS`] query rows, when the planned workspace holds
+//!   the partials): grid (splits, heads, rows), each block one split of [`SPLIT_LEN`] keys,
+//!   writing `(m, l, acc[d])`; then a merge pass. Workspace: rows × heads × splits × (d + 2)
+//!   floats, d the padded V head.
+//! - direct (prefill): one block per (row, head) over all its keys, no workspace.
+//!
+//! The workspace formula is what the planner asks for at each shape class; it is zero for the
+//! prefill class, so it never grows with rows × context.
+
+use formats::GgmlType;
+use turbine_core::{AttnParams, AttnShape, CoreError, TokenPos};
+
+use crate::backend::CudaBackend;
+use crate::buffer::CudaBuffer;
+use crate::compile;
+use crate::device::Arg;
+use crate::kv::{
+    padded_dim, split_workspace_floats, CudaKvCache, MAX_PADDED_HEAD, SPLIT_LEN, SPLIT_MAX_ROWS,
+};
+
+const THREADS: u32 = 128;
+const TILE: usize = 32;
+/// Dynamic shared memory a block may use without opting in.
+const MAX_SHARED: usize = 48 * 1024;
+
+/// Workspace bytes of one attention call of `shape`.
+pub fn workspace_bytes(type_v: GgmlType, shape: &AttnShape) -> u64 {
+    if shape.rows == 0 || shape.rows > SPLIT_MAX_ROWS {
+        return 0;
+    }
+    split_workspace_floats(
+        shape.rows,
+        shape.n_head,
+        shape.n_kv,
+        type_v,
+        shape.head_dim_v,
+    ) as u64
+        * 4
+}
+
+fn codebook_size(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Turbo2 => 4,
+        GgmlType::Turbo3 => 8,
+        GgmlType::Turbo4 => 16,
+        _ => 0,
+    }
+}
+
+/// Dynamic shared memory of `attn_partial`, in bytes (mirrors the carve-up in the kernel).
+fn partial_shared_bytes(type_k: GgmlType, type_v: GgmlType, pad_k: usize, pad_v: usize) -> usize {
+    let lut = codebook_size(type_k) * pad_k;
+    let vcb = TILE * (pad_v / 128) * codebook_size(type_v);
+    (pad_k + lut + 2 * TILE + vcb + pad_v) * 4
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    be: &CudaBackend,
+    kv: &CudaKvCache,
+    layer: usize,
+    rows: &[TokenPos],
+    q: &CudaBuffer,
+    p: &AttnParams,
+    out: &mut CudaBuffer,
+    workspace: &mut CudaBuffer,
+) -> Result<(), CoreError> {
+    let dev = &be.dev;
+    let lc = kv.layer(layer)?;
+    let s = lc.shape;
+    let (type_k, type_v) = (kv.spec.type_k, kv.spec.type_v);
+    if p.n_head_kv != s.n_head_kv || p.head_dim_k != s.head_dim_k || p.head_dim_v != s.head_dim_v {
+        return Err(CoreError::Kv(format!(
+            "attention: layer {layer} shape differs from the cache"
+        )));
+    }
+    if p.n_head == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
+        return Err(CoreError::Kv(format!(
+            "attention: {} query heads over {} KV heads",
+            p.n_head, p.n_head_kv
+        )));
+    }
+    for t in rows {
+        kv.check_seq(t.seq)?;
+        if t.pos >= kv.written(layer, t.seq) {
+            return Err(CoreError::Kv(format!(
+                "attention: sequence {} holds {} tokens in layer {layer}, a query is at position {}",
+                t.seq,
+                kv.written(layer, t.seq),
+                t.pos
+            )));
+        }
+    }
+    let n = rows.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let (hdk, hdv) = (p.head_dim_k, p.head_dim_v);
+    let (pad_k, pad_v) = (padded_dim(type_k, hdk), padded_dim(type_v, hdv));
+    if pad_k > MAX_PADDED_HEAD || pad_v > MAX_PADDED_HEAD {
+        return Err(CoreError::Kv(format!(
+            "attention: heads of {hdk}/{hdv} values exceed the CUDA kernel's {MAX_PADDED_HEAD}"
+        )));
+    }
+    let shared = partial_shared_bytes(type_k, type_v, pad_k, pad_v);
+    if shared > MAX_SHARED {
+        return Err(CoreError::Kv(format!(
+            "attention: {shared} bytes of shared memory for heads of {hdk}/{hdv}"
+        )));
+    }
+    if p.n_head > 65535 {
+        return Err(CoreError::Kv(format!(
+            "attention: {} heads exceed one launch",
+            p.n_head
+        )));
+    }
+    let qp = q.f32_ptr(n * p.n_head * hdk)?;
+    let op = out.f32_ptr(n * p.n_head * hdv)?;
+    let (kbase, vbase) = (lc.k.ptr(), lc.v.ptr());
+    let (k_head_bytes, v_head_bytes, cells) = (lc.k_head_bytes, lc.v_head_bytes, kv.cells);
+
+    // The most keys any row sees; splits cover positions 0 .. n_kv.
+    let n_kv = rows.iter().map(|t| t.pos + 1).max().unwrap_or(1);
+    let ws_floats = split_workspace_floats(n, p.n_head, n_kv, type_v, hdv);
+    let split = n <= SPLIT_MAX_ROWS && ws_floats * 4 <= workspace.bytes();
+    let (n_splits, split_len) = if split {
+        (n_kv.div_ceil(SPLIT_LEN).max(1), SPLIT_LEN)
+    } else {
+        (1, n_kv)
+    };
+    let ws_ptr = if split {
+        workspace.f32_ptr(ws_floats)?
+    } else {
+        0
+    };
+
+    let defines = [
+        ("KT", type_k.id().to_string()),
+        ("VT", type_v.id().to_string()),
+    ];
+    let f = dev.function(&compile::ATTENTION, &defines, "attn_partial")?;
+    let merge = if split {
+        Some(dev.function(&compile::ATTENTION, &defines, "attn_merge")?)
+    } else {
+        None
+    };
+    be.with_rows("attention", rows, |r0, nr, info, seq0, pos0| {
+        if nr > 65535 {
+            return Err(CoreError::Kv(format!(
+                "attention: {nr} rows exceed one launch"
+            )));
+        }
+        let q_r = qp + (r0 * p.n_head * hdk * 4) as u64;
+        let o_r = op + (r0 * p.n_head * hdv * 4) as u64;
+        dev.launch(
+            "attention",
+            &f,
+            (n_splits as u32, p.n_head as u32, nr as u32),
+            THREADS,
+            shared as u32,
+            &[
+                Arg::Ptr(q_r),
+                Arg::Ptr(kbase),
+                Arg::Ptr(vbase),
+                Arg::Ptr(o_r),
+                Arg::Ptr(ws_ptr),
+                Arg::Ptr(info),
+                Arg::I32(seq0),
+                Arg::I32(pos0),
+                Arg::I32(p.n_head as i32),
+                Arg::I32(p.n_head_kv as i32),
+                Arg::I32(hdk as i32),
+                Arg::I32(hdv as i32),
+                Arg::I32(pad_k as i32),
+                Arg::I32(pad_v as i32),
+                Arg::I64(k_head_bytes as i64),
+                Arg::I64(v_head_bytes as i64),
+                Arg::I64(cells as i64),
+                Arg::F32(p.scale),
+                Arg::I32(p.window.unwrap_or(0).min(i32::MAX as usize) as i32),
+                Arg::F32(p.softcap.unwrap_or(0.0)),
+                Arg::I32(split_len.min(i32::MAX as usize) as i32),
+                Arg::I32(n_splits as i32),
+                Arg::I32(!split as i32),
+            ],
+        )?;
+        if let Some(m) = &merge {
+            dev.launch(
+                "attention merge",
+                m,
+                (p.n_head as u32, nr as u32, 1),
+                THREADS,
+                (pad_v * 4) as u32,
+                &[
+                    Arg::Ptr(ws_ptr),
+                    Arg::Ptr(o_r),
+                    Arg::I32(p.n_head as i32),
+                    Arg::I32(hdv as i32),
+                    Arg::I32(pad_v as i32),
+                    Arg::I32(n_splits as i32),
+                ],
+            )?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,113 @@
+//! Error measures of one output against its reference, and the pass/fail table.
+
+/// How far an output is from its reference.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Measure {
+    pub max_abs: f64,
+    /// max |out − ref| / max |ref|.
+    pub rel: f64,
+    /// Σ (out − ref)² / Σ ref².
+    pub nmse: f64,
+    /// Any NaN or infinity in the output (unwritten outputs are poisoned with NaN).
+    pub non_finite: bool,
+}
+
+impl Measure {
+    pub fn of(out: &[f32], reference: &[f64]) -> Measure {
+        let mut m = Measure::default();
+        let (mut err2, mut ref2, mut ref_max) = (0.0f64, 0.0f64, 0.0f64);
+        for (&o, &r) in out.iter().zip(reference) {
+            if !o.is_finite() {
+                m.non_finite = true;
+                continue;
+            }
+            let d = (o as f64 - r).abs();
+            m.max_abs = m.max_abs.max(d);
+            err2 += d * d;
+            ref2 += r * r;
+            ref_max = ref_max.max(r.abs());
+        }
+        if out.len() != reference.len() {
+            m.non_finite = true;
+        }
+        m.rel = if ref_max > 0.0 {
+            m.max_abs / ref_max
+        } else {
+            m.max_abs
+        };
+        m.nmse = if ref2 > 0.0 { err2 / ref2 } else { err2 };
+        m
+    }
+
+    pub fn within(&self, rel: f64, nmse: f64) -> bool {
+        !self.non_finite && self.rel <= rel && self.nmse <= nmse
+    }
+}
+
+/// One line of the table.
+pub struct Row {
+    pub op: String,
+    pub case: String,
+    /// The numbers, or a note such as "bytes 0/1234 differ".
+    pub detail: String,
+    pub pass: bool,
+}
+
+#[derive(Default)]
+pub struct Report {
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn measured(&mut self, op: &str, case: String, m: Measure, rel: f64, nmse: f64) {
+        let pass = m.within(rel, nmse);
+        let detail = if m.non_finite {
+            "non-finite or missing output".to_string()
+        } else {
+            format!(
+                "max_abs {:.2e}  rel {:.2e}  nmse {:.2e}",
+                m.max_abs, m.rel, m.nmse
+            )
+        };
+        self.push(op, case, detail, pass);
+    }
+
+    pub fn push(&mut self, op: &str, case: String, detail: String, pass: bool) {
+        let line = Row {
+            op: op.to_string(),
+            case,
+            detail,
+            pass,
+        };
+        println!(
+            "{:<14} {:<52} {:<44} {}",
+            line.op,
+            line.case,
+            line.detail,
+            if line.pass { "ok" } else { "FAIL" }
+        );
+        self.rows.push(line);
+    }
+
+    pub fn failed(&self) -> usize {
+        self.rows.iter().filter(|r| !r.pass).count()
+    }
+
+    /// Per-op totals.
+    pub fn summary(&self) -> String {
+        let mut ops: Vec<&str> = Vec::new();
+        for r in &self.rows {
+            if !ops.contains(&r.op.as_str()) {
+                ops.push(&r.op);
+            }
+        }
+        let mut s = String::new();
+        s.push_str(&format!("{:<14} {:>6} {:>6}\n", "op", "pass", "fail"));
+        for op in ops {
+            let pass = self.rows.iter().filter(|r| r.op == op && r.pass).count();
+            let fail = self.rows.iter().filter(|r| r.op == op && !r.pass).count();
+            s.push_str(&format!("{op:<14} {pass:>6} {fail:>6}\n"));
+        }
+        s
+    }
+}
