@@ -94,47 +94,59 @@ impl Pieces {
 }
 
 /// The Hugging Face "clean up tokenization spaces" passes, as llama.cpp applies them: drop the
-/// space before `? ! . ,`, around a lone apostrophe, and before `'s 'm 're 've`.
-pub fn clean_spaces(text: &mut Vec<u8>) {
-    // " ?", " !", " .", " ,"
-    let mut out: Vec<u8> = Vec::with_capacity(text.len());
-    for (i, &x) in text.iter().enumerate() {
-        if i > 0 && text[i - 1] == b' ' && matches!(x, b'?' | b'!' | b'.' | b',') {
-            out.pop();
-        }
-        out.push(x);
+/// space before `? ! . ,`, around a lone apostrophe, and before `'s 'm 're 've`. Each pass
+/// compacts the text in place: it reads at `i`, writes at `w <= i`, and always looks back at
+/// the unwritten input (`t[i - 1]`), as the reference does.
+pub fn clean_spaces(t: &mut Vec<u8>) {
+    if t.is_empty() {
+        return;
     }
-    // " ' " → "'". The space after the apostrophe is blanked (to NUL) rather than removed
-    // at once, so it no longer counts as a space for the next character.
-    let mut t = std::mem::take(&mut out);
-    let mut i = 0;
-    while i < t.len() {
+    // " ?", " !", " .", " ,"
+    let mut w = 1;
+    for i in 1..t.len() {
         let x = t[i];
-        if i > 0 && x == b'\'' && i + 1 < t.len() && t[i - 1] == b' ' && t[i + 1] == b' ' {
-            out.pop();
-            out.push(x);
+        if t[i - 1] == b' ' && matches!(x, b'?' | b'!' | b'.' | b',') {
+            w -= 1;
+        }
+        t[w] = x;
+        w += 1;
+    }
+    t.truncate(w);
+    // " ' " → "'". The space after the apostrophe is blanked (to NUL) and skipped, so it no
+    // longer counts as a space for the next character.
+    let n = t.len();
+    let (mut w, mut i) = (1, 1);
+    while i < n {
+        let x = t[i];
+        if x == b'\'' && i + 1 < n && t[i - 1] == b' ' && t[i + 1] == b' ' {
+            w -= 1;
             t[i + 1] = 0;
+            t[w] = x;
+            w += 1;
             i += 2;
             continue;
         }
-        out.push(x);
+        t[w] = x;
+        w += 1;
         i += 1;
     }
+    t.truncate(w);
     // " 's", " 'm", " 're", " 've"
-    let t = std::mem::take(&mut out);
-    for (i, &x) in t.iter().enumerate() {
-        if i > 0 && t[i - 1] == b' ' && x == b'\'' && i + 1 < t.len() {
+    let n = t.len();
+    let mut w = 1;
+    for i in 1..n {
+        let x = t[i];
+        if t[i - 1] == b' ' && x == b'\'' && i + 1 < n {
             let x1 = t[i + 1];
-            let x2 = t.get(i + 2).copied();
-            let drop = matches!(x1, b's' | b'm')
-                || (matches!((x1, x2), (b'r', Some(b'e')) | (b'v', Some(b'e'))));
-            if drop {
-                out.pop();
+            let x2 = if i + 2 < n { t[i + 2] } else { 0 };
+            if matches!(x1, b's' | b'm') || matches!((x1, x2), (b'r', b'e') | (b'v', b'e')) {
+                w -= 1;
             }
         }
-        out.push(x);
+        t[w] = x;
+        w += 1;
     }
-    *text = out;
+    t.truncate(w);
 }
 
 /// Turns tokens into text as they arrive. A token that ends inside a multi-byte character

@@ -377,9 +377,46 @@ fn split_matches(
     end: usize,
     emit: &mut dyn FnMut(usize, usize),
 ) {
+    // One loop per pattern, so the pattern is chosen once per piece, not once per character.
+    match m {
+        Matcher::Number => scan(b, start, end, emit, |b, pos, end| {
+            // Fast path: an ASCII byte other than a digit starts no match.
+            let c0 = b[pos];
+            if c0 < 0x80 {
+                return if c0.is_ascii_digit() {
+                    Ok(pos + 1)
+                } else {
+                    Err(pos + 1)
+                };
+            }
+            match_at(m, b, pos, end)
+        }),
+        Matcher::Numbers => scan(b, start, end, emit, |b, pos, end| {
+            if b[pos] < 0x80 && !b[pos].is_ascii_digit() {
+                return Err(pos + 1);
+            }
+            match_at(m, b, pos, end)
+        }),
+        Matcher::CrOrLf => scan(b, start, end, emit, |b, pos, _| match b[pos] {
+            b'\r' | b'\n' => Ok(pos + 1),
+            c => Err(pos + utf8_len(c)),
+        }),
+        _ => scan(b, start, end, emit, |b, pos, end| match_at(m, b, pos, end)),
+    }
+}
+
+/// The regex-iterator loop: leftmost matches, with the gaps between them kept as pieces.
+#[inline]
+fn scan(
+    b: &[u8],
+    start: usize,
+    end: usize,
+    emit: &mut dyn FnMut(usize, usize),
+    matcher: impl Fn(&[u8], usize, usize) -> Result<usize, usize>,
+) {
     let (mut pos, mut gap) = (start, start);
     while pos < end {
-        match match_at(m, b, pos, end) {
+        match matcher(b, pos, end) {
             Ok(e) => {
                 if gap < pos {
                     emit(gap, pos);

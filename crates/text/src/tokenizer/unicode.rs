@@ -63,11 +63,35 @@ fn bmp_table() -> &'static [u8; 0x10000] {
     })
 }
 
+const C: u8 = CONTROL;
+const CW: u8 = CONTROL | WHITESPACE;
+const SW: u8 = SEPARATOR | WHITESPACE;
+const P: u8 = PUNCT;
+const S: u8 = SYMBOL;
+const N: u8 = NUMBER;
+const L: u8 = LETTER;
+
+/// ASCII, written out so the commonest lookups touch neither the lazily built table nor its
+/// lock (checked against the generated table in the tests).
+#[rustfmt::skip]
+const ASCII: [u8; 128] = [
+    C, C, C, C, C, C, C, C, C, CW, CW, CW, CW, CW, C, C,
+    C, C, C, C, C, C, C, C, C, C, C, C, C, C, C, C,
+    SW, P, P, P, S, P, P, P, P, P, P, S, P, P, P, P,
+    N, N, N, N, N, N, N, N, N, N, P, P, S, S, S, P,
+    P, L, L, L, L, L, L, L, L, L, L, L, L, L, L, L,
+    L, L, L, L, L, L, L, L, L, L, L, P, P, P, S, P,
+    S, L, L, L, L, L, L, L, L, L, L, L, L, L, L, L,
+    L, L, L, L, L, L, L, L, L, L, L, P, S, P, S, C,
+];
+
 /// Class flags of `c` (one class bit, or none for unassigned codepoints, plus [`WHITESPACE`]).
 #[inline]
 pub fn flags(c: char) -> u8 {
     let cp = c as u32;
-    if cp < 0x10000 {
+    if cp < 0x80 {
+        ASCII[cp as usize]
+    } else if cp < 0x10000 {
         bmp_table()[cp as usize]
     } else {
         // No astral codepoint is White_Space.
@@ -102,6 +126,13 @@ pub fn to_lower(c: char) -> char {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_table_matches_generated_table() {
+        for cp in 0..128u32 {
+            assert_eq!(ASCII[cp as usize], bmp_table()[cp as usize], "U+{cp:04X}");
+        }
+    }
 
     #[test]
     fn ascii_classes() {
