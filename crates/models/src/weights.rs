@@ -148,10 +148,18 @@ impl<B: Backend> Loader<'_, B> {
         let Some(t) = self.file.tensor(name) else {
             return Ok(None);
         };
+        if self.file.try_tensor_data(t).is_none() {
+            return Err(ModelError::BadTensor {
+                name: name.to_string(),
+                reason: "its data lies outside the file (opened header-only, or truncated)".into(),
+            });
+        }
         let owned = name.to_string();
         let bytes = HostBytes::new(self.file.clone(), move |f: &GgufFile| {
-            // Present: checked just above on the same immutable file.
-            f.tensor(&owned).map(|t| f.tensor_data(t)).unwrap_or(&[])
+            // Present and in bounds: checked just above on the same immutable file.
+            f.tensor(&owned)
+                .and_then(|t| f.try_tensor_data(t))
+                .unwrap_or(&[])
         });
         let w = self
             .backend
