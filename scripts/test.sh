@@ -15,6 +15,7 @@ fi
 .venv/bin/python -m pip install -q -r scripts/requirements.txt
 
 scripts/fetch-models.sh all
+scripts/reference/make-golden.sh
 
 export TURBINE_REQUIRE_ASSETS=1
 export TURBINE_PYTHON="$root/.venv/bin/python"
