@@ -16,11 +16,13 @@
 
 mod bpe;
 mod byte_level;
+mod cache;
 mod decode;
 mod error;
 mod fxhash;
 mod pretokenize;
 mod rules;
+mod segment;
 mod special;
 mod spm;
 mod unicode;
@@ -36,6 +38,7 @@ pub use pretokenize::PreTokenizer;
 pub use vocab::{TokenAttr, TokenType};
 
 use bpe::Bpe;
+use cache::WordCache;
 use decode::{Pieces, Spelling};
 use special::{Fragment, SpecialTokens};
 use spm::Spm;
@@ -388,6 +391,8 @@ impl Tokenizer {
         let frags = self.special.partition(&self.vocab, text, parse_special);
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         let v = &self.vocab;
+        // One word cache for all fragments: words repeat across them too.
+        let mut cache = WordCache::for_text(text.len());
         match &self.model {
             Model::Spm(spm) => {
                 if add_special && self.add_bos {
@@ -404,7 +409,7 @@ impl Tokenizer {
                                 buf.push('\u{2581}');
                             }
                             push_space_marked(&mut buf, &text[s..e]);
-                            spm.encode_fragment(v, &buf, &mut out);
+                            spm.encode_fragment(v, &buf, &mut cache, &mut out);
                             after_special = false;
                         }
                         Fragment::Token(id) => {
@@ -427,9 +432,11 @@ impl Tokenizer {
                         Fragment::Text(s, e) if self.escape_spaces => {
                             buf.clear();
                             push_space_marked(&mut buf, &text[s..e]);
-                            bpe.encode_fragment(v, &buf, &mut out);
+                            bpe.encode_fragment(v, &buf, &mut cache, &mut out);
                         }
-                        Fragment::Text(s, e) => bpe.encode_fragment(v, &text[s..e], &mut out),
+                        Fragment::Text(s, e) => {
+                            bpe.encode_fragment(v, &text[s..e], &mut cache, &mut out)
+                        }
                         Fragment::Token(id) => out.push(id),
                     }
                 }

@@ -45,6 +45,8 @@ def main():
     strings = [s for s in inp.split("\n__ggml_vocab_test__\n") if s != ""] + EXTRA
     botchan = open(f"{root}/fixtures/botchan.txt", encoding="utf-8").read()
     strings.append(botchan[:3000])
+    # A long text: exercises word caches and the piecewise SentencePiece merge.
+    strings.append(botchan[3000:40000])
     out = {"strings": strings, "models": {}}
     for model in MODELS:
         p = xlc.CommonParams()
@@ -68,7 +70,17 @@ def main():
             cases.append({"plain": plain, "special": special, "detokenized": text})
         out["models"][model] = cases
         del server
-    json.dump(out, sys.stdout, ensure_ascii=False, indent=0)
+    # One line per string and per model case: readable diffs without one id per line.
+    w = sys.stdout.write
+    w('{"strings": [\n')
+    w(",\n".join(json.dumps(x, ensure_ascii=False) for x in out["strings"]))
+    w('\n],\n"models": {\n')
+    models = []
+    for name, cases in out["models"].items():
+        body = ",\n".join(json.dumps(c, ensure_ascii=False, separators=(",", ":")) for c in cases)
+        models.append(json.dumps(name) + ": [\n" + body + "\n]")
+    w(",\n".join(models))
+    w("\n}}\n")
 
 
 if __name__ == "__main__":

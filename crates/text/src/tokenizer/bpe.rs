@@ -10,17 +10,16 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::byte_level;
+use super::cache::WordCache;
 use super::fxhash::FxMap;
 use super::pretokenize::PreTokenizer;
+use super::segment::MarkerSplit;
 use super::vocab::Vocab;
 
 /// A symbol whose text is neither a token nor part of any merge.
 const NO_SYMBOL: u32 = u32::MAX;
 /// A symbol merged into its left neighbour.
 const DEAD: u32 = u32::MAX - 1;
-
-/// Words longer than this (in bytes) are not cached: they rarely repeat.
-const MAX_CACHED_WORD: usize = 64;
 
 pub struct Bpe {
     pub pre: PreTokenizer,
@@ -31,6 +30,8 @@ pub struct Bpe {
     pub ignore_merges: bool,
     /// A word made only of newlines that is a token is emitted whole (Gemma 4).
     pub whole_newline_words: bool,
+    /// Cuts "▁"-spelled words into independently merged pieces (raw UTF-8 vocabularies).
+    marker_split: Option<MarkerSplit>,
     n_vocab: u32,
     /// Interned non-token strings → virtual id.
     virtual_ids: FxMap<String, u32>,
@@ -41,136 +42,6 @@ pub struct Bpe {
     /// Token emitted for each byte of a symbol that is not a token: the single-character token
     /// of printable ASCII bytes (byte-level) or `<0xXX>` (raw UTF-8).
     byte_fallback: [Option<u32>; 256],
-}
-
-/// Words already encoded in this call → their ids. Text repeats its words, so most words are
-/// a lookup. Short words (nearly all) are keyed by their bytes packed into two integers, which
-/// hash and compare without a call to `memcmp`; entries stay small so more of the table fits in
-/// cache.
-///
-/// In front of the maps sits a small direct-mapped table of recent short words (96 KiB, so it
-/// stays in the core's cache): word frequencies are skewed, and one probe there is cheaper
-/// than a hash-map lookup that misses the cache.
-struct WordCache<'t> {
-    front: Vec<FrontEntry>,
-    short: FxMap<(u64, u64), u64>,
-    long: FxMap<&'t [u8], u64>,
-    ids: Vec<u32>,
-}
-
-/// A front-table slot; `hi == 0` is empty (a real key's top byte holds a non-zero length).
-#[derive(Clone, Copy, Default)]
-struct FrontEntry {
-    lo: u64,
-    hi: u64,
-    val: u64,
-}
-
-const FRONT_BITS: u32 = 12;
-
-impl Default for WordCache<'_> {
-    fn default() -> Self {
-        WordCache {
-            front: vec![FrontEntry::default(); 1 << FRONT_BITS],
-            short: FxMap::default(),
-            long: FxMap::default(),
-            ids: Vec::new(),
-        }
-    }
-}
-
-#[inline]
-fn front_slot(lo: u64, hi: u64) -> usize {
-    let h = (lo.rotate_left(5) ^ hi).wrapping_mul(0x517c_c1b7_2722_0a95);
-    (h >> (64 - FRONT_BITS)) as usize
-}
-
-/// Cached ids: one id with the top bit set, else (offset << 32 | count) in `WordCache::ids`.
-const ONE: u64 = 1 << 63;
-
-/// Bytes of `b` (at most 8) as a little-endian integer, zero-padded, without a loop.
-#[inline]
-fn load_le(b: &[u8]) -> u64 {
-    let n = b.len();
-    let u32_at = |i: usize| u64::from(u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]));
-    match n {
-        0 => 0,
-        1..=3 => {
-            u64::from(b[0])
-                | u64::from(b[n / 2]) << (8 * (n / 2))
-                | u64::from(b[n - 1]) << (8 * (n - 1))
-        }
-        // Two overlapping 4-byte reads: the shared bytes land on the same bits.
-        4..=7 => u32_at(0) | u32_at(n - 4) << (8 * (n - 4)),
-        _ => {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[..8]);
-            u64::from_le_bytes(w)
-        }
-    }
-}
-
-impl<'t> WordCache<'t> {
-    /// Up to 15 bytes packed with the length in the top byte (so "a" and "a\0" differ).
-    #[inline]
-    fn short_key(b: &[u8]) -> (u64, u64) {
-        let n = b.len();
-        if n <= 8 {
-            (load_le(b), (n as u64) << 56)
-        } else {
-            (load_le(&b[..8]), load_le(&b[8..]) | (n as u64) << 56)
-        }
-    }
-
-    /// Appends the cached ids of `word` to `out`, if cached.
-    #[inline]
-    fn get(&mut self, word: &'t [u8], out: &mut Vec<u32>) -> bool {
-        let v = if word.len() < 16 {
-            let (lo, hi) = Self::short_key(word);
-            let slot = front_slot(lo, hi);
-            let f = self.front[slot];
-            if f.lo == lo && f.hi == hi {
-                Some(f.val)
-            } else {
-                let v = self.short.get(&(lo, hi)).copied();
-                if let Some(val) = v {
-                    self.front[slot] = FrontEntry { lo, hi, val };
-                }
-                v
-            }
-        } else {
-            self.long.get(word).copied()
-        };
-        match v {
-            Some(v) if v & ONE != 0 => out.push(v as u32),
-            Some(v) => {
-                let (at, n) = ((v >> 32) as usize, (v & 0xFFFF_FFFF) as usize);
-                out.extend_from_slice(&self.ids[at..at + n]);
-            }
-            None => return false,
-        }
-        true
-    }
-
-    fn insert(&mut self, word: &'t [u8], ids: &[u32]) {
-        if word.len() > MAX_CACHED_WORD {
-            return;
-        }
-        let v = if let [id] = ids {
-            ONE | u64::from(*id)
-        } else {
-            let at = self.ids.len() as u64;
-            self.ids.extend_from_slice(ids);
-            (at << 32) | ids.len() as u64
-        };
-        if word.len() < 16 {
-            let (lo, hi) = Self::short_key(word);
-            self.front[front_slot(lo, hi)] = FrontEntry { lo, hi, val: v };
-            self.short.insert((lo, hi), v);
-        } else {
-            self.long.insert(word, v);
-        }
-    }
 }
 
 /// Working memory reused across the words of one call.
@@ -253,11 +124,21 @@ impl Bpe {
                 byte_fallback[usize::from(b)] = vocab.id(&format!("<0x{b:02X}>"));
             }
         }
+        let marker_split = (!byte_level).then(|| {
+            MarkerSplit::new(
+                vocab
+                    .texts
+                    .iter()
+                    .map(String::as_str)
+                    .chain(virtual_ids.keys().map(String::as_str)),
+            )
+        });
         Bpe {
             pre,
             byte_level,
             ignore_merges,
             whole_newline_words,
+            marker_split,
             n_vocab,
             virtual_ids,
             merges: table,
@@ -284,11 +165,17 @@ impl Bpe {
     }
 
     /// Tokenizes one text fragment (no special tokens in it) and appends the ids to `out`.
-    pub fn encode_fragment(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
+    /// `cache` may be shared by all fragments of one text.
+    pub fn encode_fragment(
+        &self,
+        vocab: &Vocab,
+        text: &str,
+        cache: &mut WordCache,
+        out: &mut Vec<u32>,
+    ) {
         let mut scratch = Scratch::default();
-        let mut cache = WordCache::default();
         let bytes = text.as_bytes();
-        self.pre.split(text, 0, text.len(), &mut |s, e| {
+        let mut word = |s: usize, e: usize| {
             if cache.get(&bytes[s..e], out) {
                 return;
             }
@@ -296,7 +183,17 @@ impl Bpe {
             // Piece bounds are character boundaries.
             self.encode_word(vocab, &text[s..e], &mut scratch, out);
             cache.insert(&bytes[s..e], &out[before..]);
-        });
+        };
+        match &self.marker_split {
+            // Newline-only words are never cut (they hold no "▁"), so the whole-word rules
+            // still see them whole; Gemma 4 does not ignore merges.
+            Some(split) if !self.ignore_merges => {
+                self.pre.split(text, 0, text.len(), &mut |s, e| {
+                    split.split(text, s, e, &mut word)
+                })
+            }
+            _ => self.pre.split(text, 0, text.len(), &mut word),
+        }
     }
 
     fn encode_word(&self, vocab: &Vocab, word: &str, sc: &mut Scratch, out: &mut Vec<u32>) {
@@ -413,55 +310,6 @@ impl Bpe {
                     sc.heap.push(Reverse((rank, li, merged, nid)));
                 }
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn packed_keys_are_distinct_and_exact() {
-        let words = [
-            "",
-            "a",
-            "a\0",
-            "ab",
-            "abc",
-            "abcd",
-            "abcde",
-            "abcdef",
-            "abcdefg",
-            "abcdefgh",
-            "abcdefghi",
-            "abcdefghijklmno",
-            "\0",
-            "\0\0",
-            "ba",
-            "cba",
-            "dcba",
-            "edcba",
-        ];
-        let keys: Vec<_> = words
-            .iter()
-            .map(|w| WordCache::short_key(w.as_bytes()))
-            .collect();
-        for i in 0..keys.len() {
-            for j in 0..i {
-                assert_ne!(keys[i], keys[j], "{:?} vs {:?}", words[i], words[j]);
-            }
-        }
-        for w in words {
-            let b = w.as_bytes();
-            let mut want = [0u8; 16];
-            want[..b.len()].copy_from_slice(b);
-            let (lo, hi) = WordCache::short_key(b);
-            let mut got = [0u8; 16];
-            got[..8].copy_from_slice(&lo.to_le_bytes());
-            got[8..].copy_from_slice(&hi.to_le_bytes());
-            got[15] = 0;
-            assert_eq!(got, want, "{w:?}");
         }
     }
 }

@@ -6,9 +6,13 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use super::cache::WordCache;
+use super::segment::MarkerSplit;
 use super::vocab::Vocab;
 
 pub struct Spm {
+    /// Where the text may be cut into independently merged pieces.
+    split: MarkerSplit,
     /// Token for each byte: `<0xXX>`, else the one-byte text, else the unknown token.
     byte_tokens: Box<[Option<u32>; 256]>,
 }
@@ -61,11 +65,32 @@ impl Spm {
                 .or_else(|| std::str::from_utf8(&one).ok().and_then(|s| vocab.id(s)))
                 .or(unk);
         }
-        Spm { byte_tokens }
+        Spm {
+            split: MarkerSplit::new(vocab.texts.iter().map(String::as_str)),
+            byte_tokens,
+        }
     }
 
     /// Tokenizes `text` (already "▁"-escaped) and appends the ids to `out`.
-    pub fn encode_fragment(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
+    /// `cache` may be shared by all fragments of one text.
+    pub fn encode_fragment(
+        &self,
+        vocab: &Vocab,
+        text: &str,
+        cache: &mut WordCache,
+        out: &mut Vec<u32>,
+    ) {
+        let bytes = text.as_bytes();
+        self.split.split(text, 0, text.len(), &mut |s, e| {
+            if !cache.get(&bytes[s..e], out) {
+                let before = out.len();
+                self.encode_piece(vocab, &text[s..e], out);
+                cache.insert(&bytes[s..e], &out[before..]);
+            }
+        });
+    }
+
+    fn encode_piece(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
         let mut syms: Vec<Sym> = Vec::with_capacity(text.len());
         for (i, c) in text.char_indices() {
             let k = syms.len() as u32;
