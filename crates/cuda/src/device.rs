@@ -247,8 +247,12 @@ impl DeviceAlloc {
             bytes: n,
             ctx: dev.ctx.clone(),
         };
+        // Zeroed on the model's stream, so the zeroing is ordered before every later use. (The
+        // "synchronous" cuMemsetD8 runs on the legacy default stream, which does not order with
+        // our non-blocking stream: it could land after the first kernels wrote the buffer.)
         // SAFETY: `ptr` holds `n` bytes.
-        unsafe { drv::memset_d8_sync(ptr, 0, n) }.map_err(|e| cuda_err("zero", e))?;
+        unsafe { drv::memset_d8_async(ptr, 0, n, dev.stream.cu_stream()) }
+            .map_err(|e| cuda_err("zero", e))?;
         Ok(a)
     }
 

@@ -154,7 +154,7 @@ fn model_checks(
         (model::Arch::Qwen3, false, None, "qwen3 (q/k norm)"),
     ] {
         let file = Arc::new(model::synth_gguf(arch, tied, only, &mut rng)?);
-        let pairs: &[(formats::GgmlType, formats::GgmlType)] = if label == "llama" {
+        let pairs: &[(formats::GgmlType, formats::GgmlType)] = if arch == model::Arch::Llama {
             &[
                 (F16, F16),
                 (Q8_0, Q8_0),
@@ -169,7 +169,8 @@ fn model_checks(
             &[(F16, F16), (Q8_0, Turbo3)]
         };
         for &(k, v) in pairs {
-            model::compare(report, cuda, &cpu, &file, label, k, v, &prompt, 12)?;
+            let min_cos = model::min_cosine(only == Some(F32), k, v);
+            model::compare(report, cuda, &cpu, &file, label, k, v, &prompt, 12, min_cos)?;
         }
     }
     Ok(())

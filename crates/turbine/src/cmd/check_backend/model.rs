@@ -193,6 +193,25 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
+/// Cosine the logits must reach. With f32 weights both backends compute in f32 and must agree
+/// to 0.999 whatever the cache types (seen: 1.000000, max rel ~1e-6). With quantized weights the
+/// CPU's matmuls quantize their activations (ggml-style q8), so its K/V differ from the CUDA
+/// ones (f32 activations) by ~1e-2 relative; a cache of 5 bits or fewer per value turns such
+/// differences into whole quantization steps, so those pairs are held to 0.99 instead.
+pub fn min_cosine(f32_weights: bool, type_k: GgmlType, type_v: GgmlType) -> f64 {
+    let fine = |t: GgmlType| {
+        matches!(
+            t,
+            GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16 | GgmlType::Q8_0
+        )
+    };
+    if f32_weights || (fine(type_k) && fine(type_v)) {
+        0.999
+    } else {
+        0.99
+    }
+}
+
 /// Runs one model on both backends: a prompt, then `steps` greedy decode steps (tokens chosen
 /// on the CPU, fed to both). Reports the worst cosine and relative error over all steps.
 #[allow(clippy::too_many_arguments)]
@@ -206,6 +225,7 @@ pub fn compare(
     type_v: GgmlType,
     prompt: &[u32],
     steps: usize,
+    min_cos: f64,
 ) -> Result<()> {
     let cfg = RunConfig {
         n_ctx: 256,
@@ -233,7 +253,7 @@ pub fn compare(
         },
         plan_ok.is_ok(),
     );
-    let (mut worst_cos, mut worst_rel) = (1.0f64, 0.0f64);
+    let (mut worst_cos, mut worst_rel, mut worst_step) = (1.0f64, 0.0f64, 0usize);
     let mut tokens = prompt.to_vec();
     let mut agree = 0usize;
     for step in 0..=steps {
@@ -246,7 +266,11 @@ pub fn compare(
         m_gpu.forward(0, input, false)?;
         let a = m_cpu.logits(0)?.to_vec();
         let b = m_gpu.logits(0)?;
-        worst_cos = worst_cos.min(cosine(&a, b));
+        let cos = cosine(&a, b);
+        if cos < worst_cos {
+            worst_cos = cos;
+            worst_step = step;
+        }
         worst_rel = worst_rel.max(rel_err(b, &a));
         if argmax(&a) == argmax(b) {
             agree += 1;
@@ -257,10 +281,10 @@ pub fn compare(
         "model logits",
         format!("{case} prompt {} + {steps} decode", prompt.len()),
         format!(
-            "min cos {worst_cos:.6}  max rel {worst_rel:.2e}  argmax {agree}/{}",
+            "min cos {worst_cos:.6} (step {worst_step}, need {min_cos})  max rel {worst_rel:.2e}  argmax {agree}/{}",
             steps + 1
         ),
-        worst_cos >= 0.999 && worst_cos.is_finite(),
+        worst_cos >= min_cos && worst_cos.is_finite(),
     );
     Ok(())
 }

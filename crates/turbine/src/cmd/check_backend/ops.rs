@@ -354,10 +354,15 @@ pub fn elementwise(c: &mut Ctx) -> Result<()> {
             let mut xb = buffer(c.be, "gate", n, &x)?;
             c.be.glu(&mut xb, &yb, n, act)?;
             let r: Vec<f64> = xd.iter().zip(&yd).map(|(&g, &u)| f(g) * u).collect();
+            let scale = xd
+                .iter()
+                .zip(&yd)
+                .map(|(g, u)| (g * u).abs())
+                .fold(0.0, f64::max);
             c.report.measured(
                 name,
                 format!("n={n}"),
-                Measure::of(&read(c.be, &xb, n)?, &r),
+                Measure::of_scaled(&read(c.be, &xb, n)?, &r, scale),
                 1e-5,
                 1e-10,
             );
