@@ -18,8 +18,14 @@ pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Prompt text.
-    #[arg(short = 'p', long = "prompt")]
-    pub prompt: String,
+    #[arg(short = 'p', long = "prompt", required_unless_present = "file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(short = 'f', long = "file", conflicts_with = "prompt")]
+    pub file: Option<std::path::PathBuf>,
+    /// Keep generating past end-of-generation tokens (benchmarks).
+    #[arg(long = "ignore-eos")]
+    pub ignore_eos: bool,
     /// Tokens to generate (-1: until end of generation or a full context).
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_negative_numbers = true)]
     pub n_predict: i64,
@@ -77,16 +83,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let tokenizer = Tokenizer::from_gguf(&file).context("tokenizer")?;
 
+    let user_text = match (&args.prompt, &args.file) {
+        (Some(p), _) => p.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read prompt file {}", path.display()))?,
+        (None, None) => bail!("give a prompt with -p or -f"),
+    };
     let prompt_text = if args.chat {
         let template = ChatTemplate::from_gguf(&file, None).context("chat template")?;
         let request = ChatRequest {
-            messages: vec![serde_json::json!({"role": "user", "content": args.prompt})],
+            messages: vec![serde_json::json!({"role": "user", "content": user_text})],
             add_generation_prompt: true,
             ..ChatRequest::default()
         };
         template.render(&request).context("chat template")?
     } else {
-        args.prompt.clone()
+        user_text
     };
     let prompt = tokenizer.encode(&prompt_text, true, true);
     if prompt.is_empty() {
@@ -129,7 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let stats = generator.generate(
         &prompt,
         n_predict,
-        |t| tokenizer.is_eog(t),
+        |t| !args.ignore_eos && tokenizer.is_eog(t),
         |t| {
             let piece = tokenizer.decode_stream(&mut decoder, t, false);
             match stdout
