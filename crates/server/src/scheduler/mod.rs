@@ -371,8 +371,14 @@ impl<R: Runner> Engine<R> {
     }
 
     /// At most one ubatch of prompt tokens, to the prefilling sequences in arrival order.
+    ///
+    /// A prompt is always cut at the same places (every `max_chunk` tokens from its start),
+    /// whatever else is running: chunking changes the arithmetic slightly, and a request's
+    /// output must not depend on its neighbours. A chunk that does not fit what is left of
+    /// this step's budget waits for the next step.
     fn prefill(&mut self) {
-        let mut budget = self.runner.max_chunk().max(1);
+        let max_chunk = self.runner.max_chunk().max(1);
+        let mut budget = max_chunk;
         let mut order: Vec<(u64, usize)> = self
             .slots
             .iter()
@@ -392,7 +398,10 @@ impl<R: Runner> Engine<R> {
             let Phase::Prefill { done } = seq.phase else {
                 continue;
             };
-            let n = (seq.n_prompt - done).min(budget);
+            let n = (seq.n_prompt - done).min(max_chunk);
+            if n > budget {
+                continue;
+            }
             budget -= n;
             let chunk = &seq.req.prompt[done..done + n];
             match self.runner.prefill(slot, chunk) {

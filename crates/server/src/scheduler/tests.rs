@@ -456,3 +456,30 @@ fn shutdown_lets_short_requests_finish() {
     assert_eq!(o.reason, Some(FinishReason::Length));
     h.join();
 }
+
+#[test]
+fn prompts_are_cut_at_the_same_places_whatever_runs_beside_them() {
+    let fake = Fake::new(3, 256, 8);
+    let log = Arc::clone(&fake.log);
+    let h = spawn(fake);
+    let lens = [20usize, 13, 7];
+    let rxs: Vec<_> = lens
+        .iter()
+        .map(|&n| submit(&h, &vec![3; n], greedy(2)))
+        .collect();
+    for (rx, _c) in rxs {
+        collect(rx);
+    }
+    let log = log.lock().unwrap();
+    for (slot, &n) in lens.iter().enumerate() {
+        let chunks: Vec<usize> = log
+            .iter()
+            .filter_map(|c| match c {
+                Call::Prefill { slot: s, n } if *s == slot => Some(*n),
+                _ => None,
+            })
+            .collect();
+        let solo: Vec<usize> = (0..n).step_by(8).map(|i| (n - i).min(8)).collect();
+        assert_eq!(chunks, solo, "slot {slot}: {log:?}");
+    }
+}
