@@ -377,10 +377,27 @@ fn split_matches(
     end: usize,
     emit: &mut dyn FnMut(usize, usize),
 ) {
-    // One loop per pattern, so the pattern is chosen once per piece, not once per character.
+    // One loop per pattern (and class), so the pattern is chosen once per piece, not once per
+    // character.
     match m {
-        Matcher::Number => scan(b, start, end, emit, |b, pos, end| {
+        Matcher::PunctRun { backtick } => {
+            let member = move |c: char| {
+                unicode::flags(c) & PUNCT != 0
+                    || matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '~' | '|')
+                    || (backtick && c == '`')
+            };
+            scan(b, start, end, emit, |b, pos, end| {
+                run_at(b, pos, end, member)
+            })
+        }
+        Matcher::Numbers => scan(b, start, end, emit, |b, pos, end| {
             // Fast path: an ASCII byte other than a digit starts no match.
+            if b[pos] < 0x80 && !b[pos].is_ascii_digit() {
+                return Err(pos + 1);
+            }
+            run_at(b, pos, end, |c| unicode::flags(c) & NUMBER != 0)
+        }),
+        Matcher::Number => scan(b, start, end, emit, |b, pos, _| {
             let c0 = b[pos];
             if c0 < 0x80 {
                 return if c0.is_ascii_digit() {
@@ -389,19 +406,39 @@ fn split_matches(
                     Err(pos + 1)
                 };
             }
-            match_at(m, b, pos, end)
-        }),
-        Matcher::Numbers => scan(b, start, end, emit, |b, pos, end| {
-            if b[pos] < 0x80 && !b[pos].is_ascii_digit() {
-                return Err(pos + 1);
+            let (c, n) = decode(b, pos);
+            if unicode::flags(c) & NUMBER != 0 {
+                Ok(pos + n)
+            } else {
+                Err(pos + n)
             }
-            match_at(m, b, pos, end)
+        }),
+        Matcher::ThreeAsciiDigits => scan(b, start, end, emit, |b, pos, end| {
+            if pos + 3 <= end && b[pos..pos + 3].iter().all(u8::is_ascii_digit) {
+                Ok(pos + 3)
+            } else {
+                Err(pos + utf8_len(b[pos]))
+            }
         }),
         Matcher::CrOrLf => scan(b, start, end, emit, |b, pos, _| match b[pos] {
             b'\r' | b'\n' => Ok(pos + 1),
             c => Err(pos + utf8_len(c)),
         }),
-        _ => scan(b, start, end, emit, |b, pos, end| match_at(m, b, pos, end)),
+        Matcher::SpaceThenRun(class) => split_class(class, true, b, start, end, emit),
+        Matcher::Run(class) => split_class(class, false, b, start, end, emit),
+        Matcher::TrailingSpace => scan(b, start, end, emit, |b, pos, end| {
+            let (c, n) = decode(b, pos);
+            if !unicode::is_whitespace(c) {
+                return Err(pos + n);
+            }
+            let (ws_end, _, _, _) = whitespace_run(b, pos, end);
+            if ws_end == end {
+                Ok(end)
+            } else {
+                // No match can start inside this run either: it ends before the piece does.
+                Err(ws_end)
+            }
+        }),
     }
 }
 
@@ -433,6 +470,103 @@ fn scan(
     }
 }
 
+/// End of the run of `member` characters from `i`.
+#[inline]
+fn member_run_end(b: &[u8], mut i: usize, end: usize, member: impl Fn(char) -> bool) -> usize {
+    while i < end {
+        let (c, n) = decode(b, i);
+        if !member(c) {
+            break;
+        }
+        i += n;
+    }
+    i
+}
+
+/// `X+` at `pos`.
+#[inline]
+fn run_at(b: &[u8], pos: usize, end: usize, member: impl Fn(char) -> bool) -> Result<usize, usize> {
+    let e = member_run_end(b, pos, end, &member);
+    if e > pos {
+        Ok(e)
+    } else {
+        Err(pos + utf8_len(b[pos]))
+    }
+}
+
+/// `\s?X+` at `pos`. No class holds a whitespace character, so a leading space either starts a
+/// match together with the run after it or no match at all.
+#[inline]
+fn space_then_run_at(
+    b: &[u8],
+    pos: usize,
+    end: usize,
+    member: impl Fn(char) -> bool,
+) -> Result<usize, usize> {
+    let (c, n) = decode(b, pos);
+    let next = pos + n;
+    if unicode::is_whitespace(c) {
+        if next < end && member(decode(b, next).0) {
+            Ok(member_run_end(b, next, end, &member))
+        } else {
+            Err(next)
+        }
+    } else if member(c) {
+        Ok(member_run_end(b, next, end, &member))
+    } else {
+        Err(next)
+    }
+}
+
+fn split_class(
+    class: Class,
+    space_first: bool,
+    b: &[u8],
+    start: usize,
+    end: usize,
+    emit: &mut dyn FnMut(usize, usize),
+) {
+    fn go(
+        space_first: bool,
+        b: &[u8],
+        start: usize,
+        end: usize,
+        emit: &mut dyn FnMut(usize, usize),
+        member: impl Fn(char) -> bool + Copy,
+    ) {
+        if space_first {
+            scan(b, start, end, emit, |b, pos, end| {
+                space_then_run_at(b, pos, end, member)
+            })
+        } else {
+            scan(b, start, end, emit, |b, pos, end| {
+                run_at(b, pos, end, member)
+            })
+        }
+    }
+    match class {
+        Class::Letter => go(space_first, b, start, end, emit, |c| {
+            unicode::flags(c) & LETTER != 0
+        }),
+        Class::Punct => go(space_first, b, start, end, emit, |c| {
+            unicode::flags(c) & PUNCT != 0
+        }),
+        Class::DeepseekLetters => go(space_first, b, start, end, emit, |c| {
+            if c.is_ascii() {
+                c.is_ascii_alphabetic()
+            } else {
+                in_ranges(literal_cp(c), &DEEPSEEK_LETTERS)
+            }
+        }),
+        Class::DeepseekPunct => go(space_first, b, start, end, emit, |c| {
+            in_ranges(literal_cp(c), &DEEPSEEK_PUNCT)
+        }),
+        Class::Cjk => go(space_first, b, start, end, emit, |c| {
+            in_ranges(literal_cp(c), &CJK)
+        }),
+    }
+}
+
 /// The codepoint a pattern written with literal ranges compares. llama.cpp runs those patterns
 /// on text where every non-ASCII whitespace character was replaced by U+000B, so such a
 /// character never falls in a literal range (U+3000 in DeepSeek's punctuation range included).
@@ -445,8 +579,10 @@ fn literal_cp(c: char) -> u32 {
     }
 }
 
+/// `ranges` sorted by start, non-overlapping.
 fn in_ranges(cp: u32, ranges: &[(u32, u32)]) -> bool {
-    ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&cp))
+    let i = ranges.partition_point(|&(lo, _)| lo <= cp);
+    i > 0 && cp <= ranges[i - 1].1
 }
 
 const DEEPSEEK_LETTERS: [(u32, u32); 87] = [
@@ -542,133 +678,14 @@ const DEEPSEEK_LETTERS: [(u32, u32); 87] = [
 const DEEPSEEK_PUNCT: [(u32, u32); 6] = [
     (0x21, 0x2F),
     (0x3A, 0x7E),
-    (0xFF01, 0xFF0F),
-    (0xFF1A, 0xFF5E),
     (0x2018, 0x201F),
     (0x3000, 0x3002),
+    (0xFF01, 0xFF0F),
+    (0xFF1A, 0xFF5E),
 ];
 
-const CJK: [(u32, u32); 3] = [(0x4E00, 0x9FA5), (0x0800, 0x4E00), (0xAC00, 0xD7FF)];
-
-fn in_class(class: Class, c: char) -> bool {
-    match class {
-        Class::Letter => unicode::flags(c) & LETTER != 0,
-        Class::Punct => unicode::flags(c) & PUNCT != 0,
-        Class::DeepseekLetters => {
-            let cp = literal_cp(c);
-            if cp < 0x80 {
-                c.is_ascii_alphabetic()
-            } else {
-                in_ranges(cp, &DEEPSEEK_LETTERS)
-            }
-        }
-        Class::DeepseekPunct => in_ranges(literal_cp(c), &DEEPSEEK_PUNCT),
-        Class::Cjk => in_ranges(literal_cp(c), &CJK),
-    }
-}
-
-fn class_run_end(class: Class, b: &[u8], mut i: usize, end: usize) -> usize {
-    while i < end {
-        let (c, n) = decode(b, i);
-        if !in_class(class, c) {
-            break;
-        }
-        i += n;
-    }
-    i
-}
-
-/// `Ok(end)` of the match starting at `pos`, or `Err(next position worth trying)`.
-fn match_at(m: Matcher, b: &[u8], pos: usize, end: usize) -> Result<usize, usize> {
-    let (c, clen) = decode(b, pos);
-    let next = pos + clen;
-    match m {
-        Matcher::PunctRun { backtick } => {
-            let member = |c: char| {
-                unicode::flags(c) & PUNCT != 0
-                    || matches!(c, '$' | '+' | '<' | '=' | '>' | '^' | '~' | '|')
-                    || (backtick && c == '`')
-            };
-            let mut e = pos;
-            while e < end {
-                let (c, n) = decode(b, e);
-                if !member(c) {
-                    break;
-                }
-                e += n;
-            }
-            if e > pos {
-                Ok(e)
-            } else {
-                Err(next)
-            }
-        }
-        Matcher::Numbers => {
-            let e = run_end(b, pos, end, |f| f & N != 0);
-            if e > pos {
-                Ok(e)
-            } else {
-                Err(next)
-            }
-        }
-        Matcher::Number => {
-            if unicode::flags(c) & NUMBER != 0 {
-                Ok(next)
-            } else {
-                Err(next)
-            }
-        }
-        Matcher::ThreeAsciiDigits => {
-            if pos + 3 <= end && b[pos..pos + 3].iter().all(u8::is_ascii_digit) {
-                Ok(pos + 3)
-            } else {
-                Err(next)
-            }
-        }
-        Matcher::CrOrLf => {
-            if c == '\r' || c == '\n' {
-                Ok(next)
-            } else {
-                Err(next)
-            }
-        }
-        Matcher::SpaceThenRun(class) => {
-            // No class holds a whitespace character, so a leading space either starts a match
-            // together with the run after it or no match at all.
-            if unicode::is_whitespace(c) {
-                if next < end && in_class(class, decode(b, next).0) {
-                    Ok(class_run_end(class, b, next, end))
-                } else {
-                    Err(next)
-                }
-            } else if in_class(class, c) {
-                Ok(class_run_end(class, b, next, end))
-            } else {
-                Err(next)
-            }
-        }
-        Matcher::Run(class) => {
-            let e = class_run_end(class, b, pos, end);
-            if e > pos {
-                Ok(e)
-            } else {
-                Err(next)
-            }
-        }
-        Matcher::TrailingSpace => {
-            if !unicode::is_whitespace(c) {
-                return Err(next);
-            }
-            let (ws_end, _, _, _) = whitespace_run(b, pos, end);
-            if ws_end == end {
-                Ok(end)
-            } else {
-                // No match can start inside this run either: it ends before the piece does.
-                Err(ws_end)
-            }
-        }
-    }
-}
+/// `[一-龥ࠀ-一가-퟿]`: the first two ranges meet at U+4E00, merged here.
+const CJK: [(u32, u32); 2] = [(0x0800, 0x9FA5), (0xAC00, 0xD7FF)];
 
 #[cfg(test)]
 mod tests {
@@ -729,6 +746,16 @@ mod tests {
     fn stages_compose() {
         let w = words(&[Stage::Match(Matcher::Number), Stage::Gpt2], "year 2024!");
         assert_eq!(w, ["year", " ", "2", "0", "2", "4", "!"]);
+    }
+
+    #[test]
+    fn range_tables_are_sorted_and_disjoint() {
+        for t in [&DEEPSEEK_LETTERS[..], &DEEPSEEK_PUNCT, &CJK] {
+            assert!(t.iter().all(|&(lo, hi)| lo <= hi));
+            assert!(t.windows(2).all(|w| w[0].1 < w[1].0), "{t:?}");
+        }
+        assert!(in_ranges(0x4E00, &CJK) && in_ranges(0x9FA5, &CJK) && !in_ranges(0x9FA6, &CJK));
+        assert!(in_ranges(0x41, &DEEPSEEK_LETTERS) && !in_ranges(0x40, &DEEPSEEK_LETTERS));
     }
 
     #[test]
