@@ -364,3 +364,21 @@ def test_models_props_slots_metrics(smol):
             role = line.split('role="')[1].split('"')[0]
             mem[role] = mem.get(role, 0) + int(line.rsplit(" ", 1)[1])
     assert mem["model"] > 50 << 20 and mem["context"] > 0 and mem["compute"] > 0
+
+
+def test_timeout_on_a_stalled_request_body():
+    s = Server(smollm2_args("-c", "256", "--timeout", "1"))
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+            c.sendall(
+                b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{\"prompt\": "
+            )
+            t = time.time()
+            reply = c.recv(65536).decode(errors="replace")
+            waited = time.time() - t
+        assert reply.startswith("HTTP/1.1 408"), reply
+        assert "--timeout" in reply
+        assert 0.5 < waited < 8
+    finally:
+        s.stop()

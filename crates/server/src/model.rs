@@ -244,10 +244,11 @@ impl LoadedModel {
             .join("; ")
     }
 
-    /// Stops the engine (running requests get `grace` to finish) and waits for it, so the
-    /// model's memory is freed when this returns.
-    pub fn stop(&self, grace: Duration) {
-        self.engine.shutdown(grace);
+    /// Stops the engine (running requests get `grace` to finish, then end with an error
+    /// starting with `why`) and waits for it, so the model's memory is freed when this
+    /// returns.
+    pub fn stop(&self, grace: Duration, why: &str) {
+        self.engine.shutdown(grace, why);
         self.engine.join();
     }
 }

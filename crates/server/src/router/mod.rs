@@ -251,7 +251,11 @@ impl Registry {
                     "router: --models-max {} reached; unloading `{victim}` (least recently used)",
                     self.models_max
                 );
-                self.unload_locked(&victim).await?;
+                let why = format!(
+                    "model `{victim}` was unloaded to load `{name}` (--models-max {})",
+                    self.models_max
+                );
+                self.unload_locked(&victim, &why).await?;
             }
         }
         self.set_status(name, Status::Loading);
@@ -297,10 +301,11 @@ impl Registry {
             ));
         }
         let _guard = self.load_lock.lock().await;
-        self.unload_locked(name).await
+        self.unload_locked(name, &format!("model `{name}` was unloaded"))
+            .await
     }
 
-    async fn unload_locked(&self, name: &str) -> Result<Unloaded, ApiError> {
+    async fn unload_locked(&self, name: &str, why: &str) -> Result<Unloaded, ApiError> {
         let model = {
             let mut inner = self.lock();
             let i = self.resolve(&inner, Some(name))?;
@@ -319,7 +324,8 @@ impl Registry {
         let freed = model.own_breakdown();
         let bytes: u64 = model.memory_lines().iter().map(|l| l.bytes).sum();
         let m = Arc::clone(&model);
-        tokio::task::spawn_blocking(move || m.stop(Duration::ZERO))
+        let why = why.to_string();
+        tokio::task::spawn_blocking(move || m.stop(Duration::ZERO, &why))
             .await
             .map_err(|e| ApiError::internal(format!("unloading `{name}` panicked: {e}")))?;
         drop(model);
@@ -345,7 +351,7 @@ impl Registry {
     pub fn shutdown(&self, grace: Duration) {
         let models = self.loaded();
         for m in &models {
-            m.engine.shutdown(grace);
+            m.engine.shutdown(grace, "the server is shutting down");
         }
         for m in &models {
             m.engine.join();

@@ -31,9 +31,11 @@ use sequence::{Phase, Sequence};
 
 enum Msg {
     Submit(GenRequest),
-    /// Stop admitting; let running requests finish until `deadline`, then end them.
+    /// Stop admitting; let running requests finish until `deadline`, then end them with
+    /// an error that says `why` (the server is shutting down, the model is unloaded).
     Shutdown {
         deadline: Instant,
+        why: String,
     },
 }
 
@@ -126,11 +128,12 @@ impl EngineHandle {
     }
 
     /// Asks the engine to stop: running requests may finish within `grace`, then are ended
-    /// with an error; queued ones are refused at once.
-    pub fn shutdown(&self, grace: Duration) {
+    /// with an error that starts with `why`; queued ones are refused at once.
+    pub fn shutdown(&self, grace: Duration, why: &str) {
         if let Ok(tx) = self.tx.lock() {
             let _ = tx.send(Msg::Shutdown {
                 deadline: Instant::now() + grace,
+                why: why.to_string(),
             });
         }
     }
@@ -155,6 +158,8 @@ struct Engine<R: Runner> {
     slots: Vec<Option<Sequence>>,
     next_order: u64,
     shutdown: Option<Instant>,
+    /// Why the engine is stopping, for the errors of the requests it ends.
+    why: String,
     /// The channel closed: no handle can submit any more.
     orphaned: bool,
 }
@@ -176,6 +181,7 @@ impl<R: Runner> Engine<R> {
             slots,
             next_order: 0,
             shutdown: None,
+            why: String::new(),
             orphaned: false,
         }
     }
@@ -189,7 +195,8 @@ impl<R: Runner> Engine<R> {
             self.intake();
             if let Some(deadline) = self.shutdown {
                 if self.active() == 0 || Instant::now() >= deadline {
-                    self.end_all("the server is shutting down; the request was not finished");
+                    let msg = format!("{}; the request was not finished", self.why);
+                    self.end_all(&msg);
                     break;
                 }
             } else if self.orphaned && self.active() == 0 && self.waiting.is_empty() {
@@ -230,9 +237,9 @@ impl<R: Runner> Engine<R> {
         match msg {
             Msg::Submit(req) => {
                 if self.shutdown.is_some() {
-                    let _ = req.events.send(Event::Error(
-                        "the server is shutting down; request refused".into(),
-                    ));
+                    let _ = req
+                        .events
+                        .send(Event::Error(format!("{}; request refused", self.why)));
                     self.shared
                         .metrics
                         .requests_failed
@@ -241,12 +248,15 @@ impl<R: Runner> Engine<R> {
                     self.waiting.push_back(req);
                 }
             }
-            Msg::Shutdown { deadline } => {
+            Msg::Shutdown { deadline, why } => {
                 self.shutdown = Some(self.shutdown.map_or(deadline, |d| d.min(deadline)));
+                if self.why.is_empty() {
+                    self.why = why;
+                }
                 for req in self.waiting.drain(..) {
-                    let _ = req.events.send(Event::Error(
-                        "the server is shutting down; request refused".into(),
-                    ));
+                    let _ = req
+                        .events
+                        .send(Event::Error(format!("{}; request refused", self.why)));
                 }
             }
         }

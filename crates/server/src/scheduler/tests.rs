@@ -428,7 +428,7 @@ fn shutdown_ends_running_and_refuses_new() {
     let (rx, _c) = submit(&h, &[1], greedy(1_000_000));
     let (queued, _q) = submit(&h, &[2], greedy(5));
     wait_until(|| h.slots()[0].n_decoded > 2);
-    h.shutdown(Duration::from_millis(50));
+    h.shutdown(Duration::from_millis(50), "the server is shutting down");
     h.join();
     let o = collect(rx);
     assert!(o.error.unwrap().contains("shutting down"));
@@ -451,7 +451,7 @@ fn shutdown_lets_short_requests_finish() {
     let h = spawn(fake);
     let (rx, _c) = submit(&h, &[1], greedy(20));
     wait_until(|| h.slots()[0].is_processing);
-    h.shutdown(Duration::from_secs(10));
+    h.shutdown(Duration::from_secs(10), "the server is shutting down");
     let o = collect(rx);
     assert_eq!(o.reason, Some(FinishReason::Length));
     h.join();
