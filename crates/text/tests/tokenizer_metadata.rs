@@ -313,3 +313,11 @@ fn arbitrary_text_never_panics() {
         }
     }
 }
+
+/// Engines share one tokenizer across threads.
+#[test]
+fn tokenizer_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Tokenizer>();
+    check::<text::tokenizer::StreamDecoder>();
+}
