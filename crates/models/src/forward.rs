@@ -36,7 +36,8 @@ pub struct Step<'a> {
     pub rows: &'a [TokenPos],
     /// The same positions for RoPE.
     pub positions: &'a [i32],
-    pub logits_all: bool,
+    /// The last `n_out` rows produce logits.
+    pub n_out: usize,
 }
 
 fn glu_activation(arch: Arch) -> GluActivation {
@@ -46,8 +47,8 @@ fn glu_activation(arch: Arch) -> GluActivation {
     }
 }
 
-/// Runs every layer and the output head; leaves the logits in `act.logits` (one row, or one
-/// per token with `logits_all`).
+/// Runs every layer and the output head; leaves the logits of the last `step.n_out` rows in
+/// `act.logits`.
 pub fn forward<B: Backend>(
     b: &B,
     hp: &HParams,
@@ -65,7 +66,11 @@ pub fn forward<B: Backend>(
     for (il, lw) in w.layers.iter().enumerate() {
         layer(b, hp, w, lw, il, act, kv, step)?;
     }
-    let (row0, rows) = if step.logits_all { (0, n) } else { (n - 1, 1) };
+    let rows = step.n_out.min(n);
+    if rows == 0 {
+        return Ok(());
+    }
+    let row0 = n - rows;
     b.rms_norm(
         &act.x,
         row0,

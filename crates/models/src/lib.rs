@@ -12,6 +12,6 @@ pub mod weights;
 pub use config::{parse_kv_type, RunConfig, KV_TYPES};
 pub use error::{ModelError, Result};
 pub use hparams::{Arch, HParams, SlidingWindow};
-pub use model::Model;
+pub use model::{BatchRow, Model};
 pub use plan::{context_growth_allowance, kv_spec, plan_memory};
 pub use weights::{weight_descs, Weights};

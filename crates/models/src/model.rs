@@ -13,6 +13,15 @@ use crate::hparams::HParams;
 use crate::plan::{kv_spec, names, plan_memory};
 use crate::weights::Weights;
 
+/// One row of a batch for [`Model::forward_batch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchRow {
+    pub seq: usize,
+    pub token: u32,
+    /// Compute this row's logits (at most one per sequence, on its last row).
+    pub logits: bool,
+}
+
 pub struct Model<B: Backend> {
     backend: Arc<B>,
     hp: HParams,
@@ -25,6 +34,12 @@ pub struct Model<B: Backend> {
     positions: Vec<i32>,
     /// (sequence, position) of each row of the current step (planned: `host.rows`).
     rows: Vec<TokenPos>,
+    /// Token ids of the current step in row order (planned: `host.ids`).
+    ids: Vec<u32>,
+    /// Sequence lengths after the current step, and a flag per sequence (planned:
+    /// `host.seqs`).
+    seq_next: Vec<usize>,
+    seq_flags: Vec<bool>,
     /// Host copy of the logits where the backend's memory is not host memory.
     host_logits: Option<Vec<f32>>,
     /// Logit rows of the last forward pass.
@@ -78,11 +93,19 @@ impl<B: Backend> Model<B> {
         let max_rows = cfg.max_rows();
         let positions: Vec<i32> = Vec::with_capacity(max_rows);
         let rows: Vec<TokenPos> = Vec::with_capacity(max_rows);
+        let ids: Vec<u32> = Vec::with_capacity(max_rows);
+        let seq_next: Vec<usize> = vec![0; cfg.n_seq];
+        let seq_flags: Vec<bool> = vec![false; cfg.n_seq];
         for (name, bytes) in [
             (names::POSITIONS, positions.capacity() * 4),
             (
                 names::ROWS,
                 rows.capacity() * std::mem::size_of::<TokenPos>(),
+            ),
+            (names::IDS, ids.capacity() * 4),
+            (
+                names::SEQS,
+                seq_next.capacity() * std::mem::size_of::<usize>() + seq_flags.capacity(),
             ),
         ] {
             let spec = planned(&plan, name)?;
@@ -113,6 +136,9 @@ impl<B: Backend> Model<B> {
             kv,
             positions,
             rows,
+            ids,
+            seq_next,
+            seq_flags,
             host_logits,
             logit_rows: 0,
         })
@@ -159,70 +185,157 @@ impl<B: Backend> Model<B> {
     /// [`Model::logits`] holds the last token's logits, or every token's with `logits_all`.
     pub fn forward(&mut self, seq: usize, tokens: &[u32], logits_all: bool) -> Result<()> {
         let n = tokens.len();
+        self.check_rows(n, if logits_all { n } else { 1 })?;
+        self.check_seq(seq)?;
+        let pos0 = self.seq_lens[seq];
+        self.ids.clear();
+        self.rows.clear();
+        self.positions.clear();
+        for (i, &t) in tokens.iter().enumerate() {
+            self.push_row(seq, pos0 + i, t)?;
+        }
+        self.seq_next.copy_from_slice(&self.seq_lens);
+        self.seq_next[seq] = pos0 + n;
+        self.run(if logits_all { n } else { 1 })
+    }
+
+    /// Runs one token for each row of `batch`, rows of any sequences (several rows of one
+    /// sequence are consecutive positions, in order). Weights are read once for the whole
+    /// batch. Afterwards [`Model::logits`]`(i)` holds the logits of the `i`-th row that asked
+    /// for them, in batch order.
+    pub fn forward_batch(&mut self, batch: &[BatchRow]) -> Result<()> {
+        let n_out = batch.iter().filter(|r| r.logits).count();
+        self.check_rows(batch.len(), n_out)?;
+        for r in batch {
+            self.check_seq(r.seq)?;
+        }
+        self.seq_next.copy_from_slice(&self.seq_lens);
+        self.ids.clear();
+        self.rows.clear();
+        self.positions.clear();
+        // Rows without logits first, then the rows with logits, so those are one contiguous
+        // range at the end (the output head runs on them alone). A sequence's logit row is its
+        // last in the batch, so each sequence's rows stay in position order.
+        for want_logits in [false, true] {
+            for r in batch.iter().filter(|r| r.logits == want_logits) {
+                let pos = self.seq_next[r.seq];
+                self.push_row(r.seq, pos, r.token)?;
+                self.seq_next[r.seq] = pos + 1;
+            }
+        }
+        // The order above is only valid if no row of a sequence follows its logit row.
+        let mut seen_logits = std::mem::take(&mut self.seq_flags);
+        seen_logits.fill(false);
+        let mut bad = None;
+        for r in batch {
+            if seen_logits[r.seq] {
+                bad = Some(r.seq);
+            }
+            seen_logits[r.seq] |= r.logits;
+        }
+        self.seq_flags = seen_logits;
+        if let Some(seq) = bad {
+            return Err(ModelError::Config(format!(
+                "forward_batch: sequence {seq} has rows after its logits row"
+            )));
+        }
+        self.run(n_out)
+    }
+
+    fn check_rows(&self, n: usize, n_out: usize) -> Result<()> {
         if n == 0 {
             return Err(ModelError::Config("forward: no tokens".into()));
         }
-        if n > self.cfg.n_ubatch.max(self.cfg.n_seq) {
+        if n > self.cfg.max_rows() {
             return Err(ModelError::Config(format!(
                 "forward: {n} tokens exceed the ubatch of {} (split the batch)",
-                self.cfg.n_ubatch
+                self.cfg.max_rows()
             )));
         }
-        if logits_all && n > self.cfg.max_output_rows() {
+        if n_out > self.cfg.max_output_rows() {
             return Err(ModelError::Config(format!(
-                "forward: all-token logits for {n} rows, planned for {} (plan with logits_all)",
+                "forward: logits for {n_out} rows, planned for {} (plan with logits_all)",
                 self.cfg.max_output_rows()
             )));
         }
-        let pos0 = self.seq_len(seq);
+        Ok(())
+    }
+
+    fn check_seq(&self, seq: usize) -> Result<()> {
         if seq >= self.cfg.n_seq {
             return Err(ModelError::Config(format!(
                 "sequence {seq} out of range (-np {})",
                 self.cfg.n_seq
             )));
         }
-        if pos0 + n > self.seq_capacity() {
+        Ok(())
+    }
+
+    /// Appends one row to the step's host buffers after checking token and capacity.
+    fn push_row(&mut self, seq: usize, pos: usize, token: u32) -> Result<()> {
+        if token as usize >= self.hp.n_vocab {
             return Err(ModelError::Config(format!(
-                "context full: sequence {seq} holds {pos0} tokens, {n} more exceed its {} (raise -c)",
-                self.seq_capacity()
-            )));
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.hp.n_vocab) {
-            return Err(ModelError::Config(format!(
-                "token id {bad} outside the vocabulary of {}",
+                "token id {token} outside the vocabulary of {}",
                 self.hp.n_vocab
             )));
         }
-        self.positions.clear();
-        self.positions.extend((pos0..pos0 + n).map(|p| p as i32));
-        self.rows.clear();
-        self.rows
-            .extend((pos0..pos0 + n).map(|pos| TokenPos { seq, pos }));
-        self.backend.kv_reserve(&mut self.kv, seq, pos0 + n)?;
-        let step = Step {
-            tokens,
-            rows: &self.rows,
-            positions: &self.positions,
-            logits_all,
-        };
-        let result = forward(
-            self.backend.as_ref(),
-            &self.hp,
-            &self.weights,
-            &mut self.act,
-            &mut self.kv,
-            &step,
-        );
+        if pos >= self.seq_capacity() {
+            return Err(ModelError::Config(format!(
+                "context full: sequence {seq} cannot hold more than {} tokens (raise -c)",
+                self.seq_capacity()
+            )));
+        }
+        self.ids.push(token);
+        self.rows.push(TokenPos { seq, pos });
+        self.positions.push(pos as i32);
+        Ok(())
+    }
+
+    /// Runs the prepared rows (`ids`, `rows`, `positions`; the last `n_out` produce logits)
+    /// and commits `seq_next` as the new sequence lengths.
+    fn run(&mut self, n_out: usize) -> Result<()> {
+        let b = self.backend.as_ref();
+        let mut result = Ok(());
+        for seq in 0..self.seq_next.len() {
+            if self.seq_next[seq] > self.seq_lens[seq] {
+                if let Err(e) = b.kv_reserve(&mut self.kv, seq, self.seq_next[seq]) {
+                    result = Err(e.into());
+                    break;
+                }
+            }
+        }
+        if result.is_ok() {
+            let step = Step {
+                tokens: &self.ids,
+                rows: &self.rows,
+                positions: &self.positions,
+                n_out,
+            };
+            result = forward(
+                b,
+                &self.hp,
+                &self.weights,
+                &mut self.act,
+                &mut self.kv,
+                &step,
+            );
+        }
         if let Err(e) = result {
-            // Whatever was written for these positions is not part of the sequence.
-            let _ = self.backend.kv_truncate(&mut self.kv, seq, pos0);
+            // Whatever was reserved or written for these positions is not part of the
+            // sequences.
+            for seq in 0..self.seq_next.len() {
+                if self.seq_next[seq] > self.seq_lens[seq] {
+                    let _ = b.kv_truncate(&mut self.kv, seq, self.seq_lens[seq]);
+                }
+            }
+            self.logit_rows = 0;
             return Err(e);
         }
-        self.seq_lens[seq] = pos0 + n;
-        self.logit_rows = if logits_all { n } else { 1 };
+        self.seq_lens.copy_from_slice(&self.seq_next);
+        self.logit_rows = n_out;
         if let Some(host) = self.host_logits.as_mut() {
-            let len = self.logit_rows * self.hp.n_vocab;
-            self.backend.read(&self.act.logits, 0, &mut host[..len])?;
+            let len = n_out * self.hp.n_vocab;
+            b.read(&self.act.logits, 0, &mut host[..len])?;
         }
         Ok(())
     }

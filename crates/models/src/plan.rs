@@ -35,6 +35,10 @@ pub mod names {
     pub const POSITIONS: &str = "host.positions";
     /// (sequence, position) of the rows of a forward pass, for the KV cache.
     pub const ROWS: &str = "host.rows";
+    /// Token ids of the rows of a forward pass, in row order.
+    pub const IDS: &str = "host.ids";
+    /// Per-sequence bookkeeping of a batch (next length, a flag).
+    pub const SEQS: &str = "host.seqs";
     pub const HOST_LOGITS: &str = "host.logits";
 }
 
@@ -210,6 +214,21 @@ pub fn plan_memory<B: Backend>(
         Role::Compute,
         (rows * row_bytes) as u64,
         format!("{rows} rows × {row_bytes} B"),
+    )?;
+    plan.add(
+        names::IDS,
+        &host,
+        Role::Compute,
+        rows as u64 * 4,
+        format!("{rows} rows × 4 B"),
+    )?;
+    let seq_bytes = std::mem::size_of::<usize>() + 1;
+    plan.add(
+        names::SEQS,
+        &host,
+        Role::Compute,
+        (cfg.n_seq * seq_bytes) as u64,
+        format!("{} sequences × {seq_bytes} B", cfg.n_seq),
     )?;
     if !backend.host_visible() {
         plan.add(

@@ -2,10 +2,11 @@
 """Independent float64 forward pass of a GGUF model (llama, qwen2, qwen3, gemma3), written from
 the architectures' published definitions with numpy and the `gguf` package's own dequantizers.
 
-usage: reference_forward.py MODEL.gguf TOKEN_ID [TOKEN_ID ...]
+usage: reference_forward.py [--all] [--q8] MODEL.gguf TOKEN_ID [TOKEN_ID ...]
 Prints JSON {"logits": [...]} for the last token (with --all: {"logits": [[...], ...]} for every
-token). No activation quantization, no f16 anywhere:
-the exact function the quantized weights define, to check an engine's math against.
+token). No activation quantization, no f16 anywhere: the exact function the quantized weights
+define, to check an engine's math against. --q8 rounds every matmul input to 8 bits per
+32-value block as ggml-style kernels do, to measure what that rounding alone changes.
 """
 import json
 import sys
@@ -18,7 +19,8 @@ from gguf.quants import dequantize
 def main():
     args = sys.argv[1:]
     all_rows = "--all" in args
-    args = [a for a in args if a != "--all"]
+    q8 = "--q8" in args
+    args = [a for a in args if a not in ("--all", "--q8")]
     path, ids = args[0], [int(x) for x in args[1:]]
     r = GGUFReader(path)
     fields = {k: f for k, f in r.fields.items()}
@@ -54,6 +56,16 @@ def main():
     window = a("attention.sliding_window") if gemma else None
     scale = 1.0 / np.sqrt(hd)
 
+    def act_q8(x):
+        # ggml-style activation quantization (q8_0/q8_1: 32-value blocks, d = amax/127).
+        if not q8:
+            return x
+        shp = x.shape
+        b = x.reshape(-1, 32)
+        d = np.abs(b).max(axis=1, keepdims=True) / 127.0
+        inv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)
+        return (np.round(b * inv) * d).reshape(shp)
+
     def rms(x, w):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
@@ -88,9 +100,10 @@ def main():
     for il in range(n_layer):
         p = f"blk.{il}."
         h = rms(x, W(p + "attn_norm.weight"))
-        q = h @ W(p + "attn_q.weight").T
-        k = h @ W(p + "attn_k.weight").T
-        v = h @ W(p + "attn_v.weight").T
+        hq = act_q8(h)
+        q = hq @ W(p + "attn_q.weight").T
+        k = hq @ W(p + "attn_k.weight").T
+        v = hq @ W(p + "attn_v.weight").T
         for name, m in (("attn_q.bias", "q"), ("attn_k.bias", "k"), ("attn_v.bias", "v")):
             b = W(p + name)
             if b is not None:
@@ -124,19 +137,20 @@ def main():
             pr = np.exp(s)
             pr /= pr.sum(axis=1, keepdims=True)
             out[:, hh, :] = pr @ v[:, kh, :]
-        o = out.reshape(T, -1) @ W(p + "attn_output.weight").T
+        o = act_q8(out.reshape(T, -1)) @ W(p + "attn_output.weight").T
         pn = W(p + "post_attention_norm.weight")
         if pn is not None:
             o = rms(o, pn)
         x = x + o
         h = rms(x, W(p + "ffn_norm.weight"))
-        g = h @ W(p + "ffn_gate.weight").T
-        u = h @ W(p + "ffn_up.weight").T
+        hq = act_q8(h)
+        g = hq @ W(p + "ffn_gate.weight").T
+        u = hq @ W(p + "ffn_up.weight").T
         if gemma:
             act = 0.5 * g * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (g + 0.044715 * g ** 3)))
         else:
             act = g / (1.0 + np.exp(-g))
-        d = (act * u) @ W(p + "ffn_down.weight").T
+        d = act_q8(act * u) @ W(p + "ffn_down.weight").T
         fn = W(p + "post_ffw_norm.weight")
         if fn is not None:
             d = rms(d, fn)
@@ -144,7 +158,7 @@ def main():
     h = rms(x if all_rows else x[-1:], W("output_norm.weight"))
     out_t = tensors.get("output.weight", emb_t)
     wo = dequantize(out_t.data, out_t.tensor_type).astype(np.float64)
-    logits = h @ wo.T
+    logits = act_q8(h) @ wo.T
     json.dump({"logits": logits.tolist() if all_rows else logits[0].tolist()}, sys.stdout)
 
 

@@ -29,11 +29,16 @@ fn first_token_logprobs_match_llama_cpp() {
     let mut m = load(&path, cfg(GgmlType::F32, GgmlType::F32), 2);
     m.forward(0, &PROMPT, false).unwrap();
     let lp = log_softmax(m.logits(0).unwrap());
-    // llama.cpp: ' Paris' -0.259, ' the' -2.765, ' London' -4.295.
+    // llama.cpp: ' Paris' -0.259, ' the' -2.765, ' London' -4.295. Both engines quantize
+    // activations to 8 bits, and on this model that alone is a noise floor of ~0.1 nat for
+    // the less likely tokens: in the float64 reference (tests/reference_forward.py --q8),
+    // scaling the activations by 1 + 1e-6 before rounding moves ' the' by 0.13 nat and
+    // ' London' by 0.12. So ' Paris' gets 0.15 nat, the others 0.15 + 0.08 per nat of
+    // improbability (the golden test's rule).
     for (id, want) in [(7042usize, -0.259f64), (260, -2.765), (4528, -4.295)] {
         eprintln!("token {id}: {:.4} (llama.cpp {want})", lp[id]);
         assert!(
-            (lp[id] - want).abs() < 0.15,
+            (lp[id] - want).abs() < 0.15 + 0.08 * (want.abs() - 0.259),
             "token {id}: log-prob {} vs llama.cpp {want}",
             lp[id]
         );

@@ -151,3 +151,97 @@ fn qwen3() {
 fn gemma3_sliding_window() {
     check("gemma3");
 }
+
+/// Several sequences in one `forward_batch` (mixed prefill, then one decode row each) give
+/// the logits each sequence gets alone.
+#[test]
+#[allow(clippy::needless_range_loop)] // steps index several per-sequence arrays at once
+fn batched_sequences_match_one_at_a_time() {
+    use models::BatchRow;
+    let Some(py) = python() else { return };
+    let (path, _) = build(&py, "gemma3");
+    let prompts: [&[u32]; 3] = [&[1, 7, 42, 99, 3], &[250, 17], &[8, 64, 128, 5, 200, 9, 11]];
+    let steps = 4;
+    let cfg = RunConfig {
+        n_ctx: 3 * 32,
+        n_seq: 3,
+        n_ubatch: 16,
+        n_batch: 16,
+        type_k: GgmlType::F32,
+        type_v: GgmlType::F32,
+        ..RunConfig::default()
+    };
+    // One sequence at a time (each in its own slot of the same model).
+    let mut m = load(&path, cfg.clone(), 2);
+    let mut alone: Vec<Vec<Vec<f32>>> = Vec::new();
+    let mut chosen: Vec<Vec<u32>> = Vec::new();
+    for (s, p) in prompts.iter().enumerate() {
+        m.forward(s, p, false).unwrap();
+        let mut lg = vec![m.logits(0).unwrap().to_vec()];
+        let mut toks = Vec::new();
+        for _ in 0..steps {
+            let t = argmax(lg.last().unwrap());
+            toks.push(t);
+            m.forward(s, &[t], false).unwrap();
+            lg.push(m.logits(0).unwrap().to_vec());
+        }
+        alone.push(lg);
+        chosen.push(toks);
+    }
+    // All together: one batch of the three prompts, then one row per sequence per step.
+    let mut m = load(&path, cfg, 2);
+    let mut batch = Vec::new();
+    for (s, p) in prompts.iter().enumerate() {
+        for (i, &t) in p.iter().enumerate() {
+            batch.push(BatchRow {
+                seq: s,
+                token: t,
+                logits: i + 1 == p.len(),
+            });
+        }
+    }
+    let mut worst = 0.0f32;
+    let compare = |m: &models::Model<_>, step: usize, worst: &mut f32| {
+        for (s, runs) in alone.iter().enumerate() {
+            let got = m.logits(s).unwrap();
+            let want = &runs[step];
+            let scale = want.iter().fold(0.0f32, |a, &x| a.max(x.abs()));
+            for (g, w) in got.iter().zip(want) {
+                *worst = worst.max((g - w).abs() / scale);
+            }
+        }
+    };
+    m.forward_batch(&batch).unwrap();
+    compare(&m, 0, &mut worst);
+    for step in 0..steps {
+        let rows: Vec<BatchRow> = (0..3)
+            .map(|s| BatchRow {
+                seq: s,
+                token: chosen[s][step],
+                logits: true,
+            })
+            .collect();
+        m.forward_batch(&rows).unwrap();
+        compare(&m, step + 1, &mut worst);
+    }
+    eprintln!("batched vs one at a time: {worst:.2e} relative");
+    assert!(worst < 1e-5, "{worst}");
+    for (s, p) in prompts.iter().enumerate() {
+        assert_eq!(m.seq_len(s), p.len() + steps);
+    }
+    // A row after a sequence's logits row is refused, and nothing is appended.
+    let bad = [
+        BatchRow {
+            seq: 0,
+            token: 1,
+            logits: true,
+        },
+        BatchRow {
+            seq: 0,
+            token: 2,
+            logits: false,
+        },
+    ];
+    assert!(m.forward_batch(&bad).is_err());
+    assert_eq!(m.seq_len(0), prompts[0].len() + steps);
+}
