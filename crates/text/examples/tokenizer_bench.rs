@@ -5,7 +5,7 @@
 //! Defaults: fixtures/botchan.txt, 10 MB, the Llama 3 vocabulary
 //! (fixtures/llama.cpp/models/ggml-vocab-llama-bpe.gguf) and SmolLM2's
 //! (models/SmolLM2-135M-Instruct.Q4_1.gguf). Each model: one warm-up run, then the best of
-//! three timed runs of `encode(text, add_special = false, parse_special = false)`, and a
+//! five timed runs of `encode(text, add_special = false, parse_special = false)`, and a
 //! decode of the ids back to text.
 
 use std::time::Instant;
@@ -13,16 +13,13 @@ use std::time::Instant;
 use gguf::GgufFile;
 use text::tokenizer::Tokenizer;
 
-/// CPU time this thread has used, in seconds (Linux; `None` elsewhere). On a shared machine
-/// wall time also counts the time other processes held the core; CPU time does not.
+/// CPU time this thread has used, in seconds (Linux scheduler statistics, nanoseconds;
+/// `None` elsewhere). On a shared machine wall time also counts the time other processes held
+/// the core; CPU time does not.
 fn thread_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    // Fields after the parenthesised name: state is field 3, utime 14, stime 15 (clock ticks,
-    // 100 per second on Linux).
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -69,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut ids = tok.encode(&text, false, false);
         let mut best = f64::MAX;
         let cpu0 = thread_cpu_seconds();
-        const RUNS: usize = 3;
+        const RUNS: usize = 5;
         for _ in 0..RUNS {
             let t = Instant::now();
             ids = tok.encode(&text, false, false);

@@ -176,6 +176,14 @@ impl Bpe {
         let mut scratch = Scratch::default();
         let bytes = text.as_bytes();
         let mut word = |s: usize, e: usize| {
+            // One byte: its own token, nothing to merge (a third of the words of prose).
+            if e == s + 1 && self.byte_level {
+                let id = self.byte_symbol[usize::from(bytes[s])];
+                if id < self.n_vocab {
+                    out.push(id);
+                    return;
+                }
+            }
             if cache.get(&bytes[s..e], out) {
                 return;
             }
