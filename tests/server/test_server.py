@@ -6,7 +6,9 @@ ASSETS.md): greedy " Paris.\\n\\nThe" after "The capital of France is", whose id
 """
 
 import json
+import os
 import socket
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +17,9 @@ import openai
 import pytest
 import requests
 
-from conftest import Server, smollm2_args
+from pathlib import Path
+
+from conftest import ROOT, SMOLLM2, Server, require, smollm2_args
 
 PROMPT_IDS = [504, 3575, 282, 4649, 314]
 PROMPT = "The capital of France is"
@@ -96,6 +100,60 @@ def test_completion_matches_llama_cpp_greedy(smol):
     assert abs(c.logprobs.token_logprobs[0] - (-0.259)) < 0.15
     assert list(c.logprobs.top_logprobs[0].keys())[0] == " Paris"
     assert "".join(c.logprobs.tokens) == c.text
+
+
+def golden(n_tokens, n_top, *prompts):
+    """llama.cpp's greedy outputs (scripts/reference/llamacpp_golden.py, xllamacpp)."""
+    python = Path(os.environ.get("TURBINE_PYTHON", ROOT / ".venv" / "bin" / "python"))
+    require(python, "Python venv with xllamacpp")
+    out = subprocess.run(
+        [str(python), str(ROOT / "scripts" / "reference" / "llamacpp_golden.py"), str(SMOLLM2),
+         str(n_tokens), str(n_top), *prompts],
+        capture_output=True, text=True, timeout=600,
+    )
+    if out.returncode != 0:
+        pytest.fail(f"llamacpp_golden.py failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)["runs"]
+
+
+def stable_ids(run, margin=0.25):
+    """The golden ids up to the first near-tie (top-2 log-probs closer than `margin`): past
+    one, rounding differences between two correct engines may pick either token."""
+    ids = []
+    for tid, top in zip(run["ids"], run["top"]):
+        if len(top) > 1 and top[0][1] - top[1][1] < margin:
+            break
+        ids.append(tid)
+    return ids
+
+
+def test_chat_and_completion_match_llama_cpp_server(smol):
+    # Prompts whose greedy path has clear margins in llama.cpp (no flips from rounding).
+    chats = [CAPITAL_Q[0]["content"], "What is 2+2?"]
+    texts = ["The capital of France is"]
+    runs = golden(12, 2, *["chat:" + c for c in chats], *texts)
+    client = smol.client()
+    for run in runs:
+        if run["prompt"].startswith("chat:"):
+            r = client.chat.completions.create(
+                model="smol",
+                messages=[{"role": "user", "content": run["prompt"][5:]}],
+                temperature=0,
+                max_tokens=12,
+            )
+            ours = r.choices[0].message.content
+            # Same template rendering and tokenization: the same prompt tokens.
+            assert r.usage.prompt_tokens == run["prompt_tokens"], run["prompt"]
+        else:
+            r = client.completions.create(
+                model="smol", prompt=run["prompt"], temperature=0, max_tokens=12
+            )
+            ours = r.choices[0].text
+        ids = stable_ids(run)
+        assert len(ids) >= 5, run
+        want = smol.post("/detokenize", json={"tokens": ids}).json()["content"]
+        want = want.split("<|im_end|>")[0]  # the end-of-turn token is not part of the text
+        assert ours.startswith(want), (run["prompt"], ours, run["text"])
 
 
 def test_completion_from_token_ids(smol):
