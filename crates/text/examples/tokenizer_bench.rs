@@ -92,7 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let dec = t.elapsed().as_secs_f64();
         let mb = text.len() as f64 / 1e6;
         println!(
-            "{name:32} {:?}/{:10} load {:5.0} ms | encode {:6.1} MB/s ({:.3} s; {:6.1} MB/s of CPU time) {} tokens, {:.2} bytes/token | pre-tokenize alone {:6.1} MB/s | decode {:6.1} MB/s",
+            "{name:32} {:?}/{:10} load {:5.0} ms | encode {:6.1} MB/s ({:.3} s; {:6.1} MB/s of CPU time) {} tokens, {:.2} bytes/token | pre-tokenize alone {:>6} MB/s | decode {:6.1} MB/s",
             tok.kind(),
             tok.pre_tokenizer_name(),
             load * 1e3,
@@ -101,7 +101,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             mb / cpu,
             ids.len(),
             text.len() as f64 / ids.len() as f64,
-            mb / pre_best,
+            if pre_best < f64::MAX { format!("{:.1}", mb / pre_best) } else { "-".to_owned() },
             back.len() as f64 / 1e6 / dec,
         );
     }
