@@ -13,6 +13,14 @@
 //!
 //! Anything the tokenizer cannot honour (an unknown model or pre-tokenizer name, a missing or
 //! mistyped key) is an error at load time, never a silent fallback.
+//!
+//! Typical engine use, as llama-server does it:
+//! - prompt: `encode(rendered_chat, true, true)` (BOS as the model asks; the template's
+//!   `<|im_start|>`-style texts become their tokens), raw completion prompts likewise;
+//! - output: one [`StreamDecoder`] per sequence, fed with [`Tokenizer::decode_stream`]
+//!   (`special = false` hides control tokens); stop when [`Tokenizer::is_eog`];
+//! - [`Tokenizer::decode`] is `common_detokenize` (with the model's space clean-up), for
+//!   whole sequences such as `/detokenize`.
 
 mod bpe;
 mod byte_level;
