@@ -56,6 +56,11 @@ pub struct Args {
     /// The default (and only) behaviour: generation stops at the end of the context.
     #[arg(long = "no-context-shift")]
     pub no_context_shift: bool,
+    /// Run all sequences of a step in one forward pass: `auto` does when the batched pass
+    /// gives each sequence exactly the logits it gets alone (checked at load), so outputs
+    /// never depend on concurrency; `on` batches regardless; `off` never.
+    #[arg(long, value_parser = ["auto", "on", "off"])]
+    pub batching: Option<String>,
     /// Default sampling temperature.
     #[arg(long = "temp")]
     pub temp: Option<f32>,
@@ -122,6 +127,7 @@ impl Args {
         add("n-gpu-layers", self.n_gpu_layers.clone());
         add("flash-attn", self.flash_attn.clone());
         add("mlock", self.mlock.then(|| "true".to_string()));
+        add("batching", self.batching.clone());
         add("temp", self.temp.map(|v| v.to_string()));
         add("top-k", self.top_k.map(|v| v.to_string()));
         add("top-p", self.top_p.map(|v| v.to_string()));

@@ -18,7 +18,17 @@ use turbine_core::{Backend, MemoryPlan, Role};
 
 use crate::metrics::MemoryLine;
 use crate::mlock::{lock_weights, LockedRegion};
+use crate::scheduler::runner::probe_batch_invariance;
 use crate::scheduler::{EngineHandle, ModelRunner, TokenText};
+
+/// Whether a step's sequences share one forward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batching {
+    /// Batch if the batched pass gives each row exactly its solo logits (probed at load).
+    Auto,
+    On,
+    Off,
+}
 
 /// Everything needed to load one model (llama-server's per-model flags).
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +51,7 @@ pub struct ModelSpec {
     pub load_on_startup: bool,
     /// Sampling defaults for requests that do not set a field.
     pub sampling: SamplerParams,
+    pub batching: Batching,
 }
 
 impl ModelSpec {
@@ -60,6 +71,7 @@ impl ModelSpec {
             mlock: false,
             load_on_startup: false,
             sampling: SamplerParams::default(),
+            batching: Batching::Auto,
         }
     }
 
@@ -191,8 +203,25 @@ impl LoadedModel {
             n_ctx_train: hp.n_ctx_train,
             n_embd: hp.n_embd,
         };
+        let mut model = model;
+        let batched = match spec.batching {
+            Batching::On => true,
+            Batching::Off => false,
+            Batching::Auto if spec.n_parallel < 2 => true,
+            Batching::Auto => {
+                let probe = probe_batch_invariance(&mut model)
+                    .map_err(|e| anyhow::anyhow!("{}: batch probe failed: {e}", spec.name))?;
+                if probe.max_abs_diff != 0.0 {
+                    eprintln!(
+                        "{}: a batched forward pass changes a row's logits by up to {:.3e} ({} rows); running one sequence per pass so no output depends on the others (--batching on to batch anyway)",
+                        spec.name, probe.max_abs_diff, probe.rows
+                    );
+                }
+                probe.max_abs_diff == 0.0
+            }
+        };
         let vocab: Arc<dyn TokenText> = Arc::clone(&tokenizer) as Arc<dyn TokenText>;
-        let engine = EngineHandle::spawn(ModelRunner::new(model), vocab, &spec.name)
+        let engine = EngineHandle::spawn(ModelRunner::new(model, batched), vocab, &spec.name)
             .context("cannot start the engine thread")?;
         let loaded = LoadedModel {
             spec: spec.clone(),

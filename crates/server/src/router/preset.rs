@@ -171,6 +171,7 @@ fn check_key(s: &Setting) -> Result<(), String> {
         "frequency-penalty",
         "seed",
         "context-shift",
+        "batching",
     ];
     if KNOWN.contains(&key) || IGNORED.contains(&key) {
         Ok(())
@@ -254,6 +255,14 @@ pub fn apply(spec: &mut ModelSpec, s: &Setting, dir: &Path) -> Result<(), String
         "presence-penalty" => spec.sampling.presence_penalty = f32_of()?,
         "frequency-penalty" => spec.sampling.frequency_penalty = f32_of()?,
         "seed" => spec.sampling.seed = v.parse().map_err(|_| bad("expected an integer"))?,
+        "batching" => {
+            spec.batching = match v {
+                "auto" => crate::model::Batching::Auto,
+                "on" => crate::model::Batching::On,
+                "off" => crate::model::Batching::Off,
+                _ => return Err(bad("expected auto, on or off")),
+            }
+        }
         "context-shift" => {
             if parse_bool(v) == Some(true) {
                 return Err(bad(

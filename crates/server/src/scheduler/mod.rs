@@ -26,7 +26,7 @@ pub use request::{
     CancelFlag, CancelOnDrop, Event, FinishReason, GenParams, GenRequest, Logprobs, TokenLogprob,
     Usage,
 };
-pub use runner::{ModelRunner, Runner, TokenText};
+pub use runner::{Chunk, ModelRunner, Runner, TokenText};
 use sequence::{Phase, Sequence};
 
 enum Msg {
@@ -312,9 +312,117 @@ impl<R: Runner> Engine<R> {
         }
     }
 
+    /// One forward pass over every decoding sequence's next token plus prompt chunks.
+    ///
+    /// Prompt tokens per step are capped at one ubatch (`-ub`), so a long prompt is
+    /// prefilled a chunk per step while the others keep decoding. A prompt is always cut at
+    /// the same places (every `max_chunk` tokens from its start), whatever else runs: a
+    /// request's output must not depend on its neighbours. Chunks that do not fit the pass's
+    /// rows beside the decode rows run in a pass of their own in the same step.
     fn step(&mut self) {
-        self.decode();
-        self.prefill();
+        let max_chunk = self.runner.max_chunk().max(1);
+        let max_rows = self.runner.max_rows().max(1);
+        // (slot, first prompt token, tokens, is the prompt's last chunk)
+        let mut plan: Vec<(usize, usize, usize, bool)> = Vec::new();
+        let mut decode: Vec<(usize, u32)> = Vec::new();
+        let mut prefill: Vec<(u64, usize, usize)> = Vec::new();
+        for s in self.slots.iter().flatten() {
+            match s.phase {
+                Phase::Decode { next } => decode.push((s.slot, next)),
+                Phase::Prefill { done } => prefill.push((s.order, s.slot, done)),
+            }
+        }
+        prefill.sort_unstable();
+        let mut budget = max_chunk;
+        for &(_, slot, done) in &prefill {
+            let Some(seq) = self.slots[slot].as_ref() else {
+                continue;
+            };
+            let n = (seq.n_prompt - done).min(max_chunk);
+            if n > budget {
+                continue;
+            }
+            budget -= n;
+            plan.push((slot, done, n, done + n == seq.n_prompt));
+        }
+        // Pass 1: decode rows and the prompt chunks that fit beside them.
+        let mut rows = decode.len();
+        let mut first: Vec<(usize, usize, usize, bool)> = Vec::new();
+        let mut later: Vec<(usize, usize, usize, bool)> = Vec::new();
+        for p in plan {
+            if rows + p.2 <= max_rows {
+                rows += p.2;
+                first.push(p);
+            } else {
+                later.push(p);
+            }
+        }
+        self.run_pass(&decode, &first);
+        for p in later {
+            self.run_pass(&[], &[p]);
+        }
+    }
+
+    /// Runs one forward pass and turns its logits into tokens for the clients.
+    fn run_pass(&mut self, decode: &[(usize, u32)], prompt: &[(usize, usize, usize, bool)]) {
+        if decode.is_empty() && prompt.is_empty() {
+            return;
+        }
+        // The pass owns copies of its tokens, so sequences can be updated from inside it.
+        let mut tokens: Vec<Vec<u32>> = decode.iter().map(|&(_, t)| vec![t]).collect();
+        let mut slots_of: Vec<usize> = decode.iter().map(|&(slot, _)| slot).collect();
+        // For a prompt chunk that is not the last: the prompt position after it.
+        let mut next_done: Vec<Option<usize>> = vec![None; decode.len()];
+        for &(slot, from, n, last) in prompt {
+            let Some(seq) = self.slots[slot].as_ref() else {
+                continue;
+            };
+            tokens.push(seq.req.prompt[from..from + n].to_vec());
+            slots_of.push(slot);
+            next_done.push((!last).then_some(from + n));
+        }
+        let chunks: Vec<Chunk<'_>> = tokens
+            .iter()
+            .zip(&slots_of)
+            .zip(&next_done)
+            .map(|((t, &slot), done)| Chunk {
+                slot,
+                tokens: t,
+                logits: done.is_none(),
+            })
+            .collect();
+        let capacity = self.runner.slot_capacity();
+        let vocab = Arc::clone(&self.vocab);
+        let slots = &mut self.slots;
+        let mut results: Vec<(usize, Result<Option<sequence::TokenOutcome>, String>)> =
+            Vec::with_capacity(chunks.len());
+        self.runner.run(&chunks, &mut |i, row| {
+            let slot = slots_of[i];
+            let Some(seq) = slots[slot].as_mut() else {
+                return;
+            };
+            let r = match (row, next_done[i]) {
+                (Err(e), _) => Err(e),
+                (Ok(_), Some(done)) => {
+                    seq.phase = Phase::Prefill { done };
+                    Ok(None)
+                }
+                (Ok(logits), None) => Ok(Some(seq.on_logits(
+                    logits,
+                    vocab.as_ref(),
+                    capacity,
+                    Instant::now(),
+                ))),
+            };
+            results.push((slot, r));
+        });
+        for (slot, r) in results {
+            match r {
+                Ok(Some(outcome)) => self.finish_token(slot, outcome),
+                Ok(None) => {}
+                Err(e) => self.fail(slot, format!("forward pass failed: {e}")),
+            }
+        }
     }
 
     fn finish_token(&mut self, slot: usize, outcome: sequence::TokenOutcome) {
@@ -342,91 +450,6 @@ impl<R: Runner> Engine<R> {
             .requests_failed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.free_slot(slot);
-    }
-
-    /// One new row for every sequence that has a sampled token to feed.
-    fn decode(&mut self) {
-        let batch: Vec<(usize, u32)> = self
-            .slots
-            .iter()
-            .flatten()
-            .filter_map(|s| match s.phase {
-                Phase::Decode { next } => Some((s.slot, next)),
-                Phase::Prefill { .. } => None,
-            })
-            .collect();
-        if batch.is_empty() {
-            return;
-        }
-        let capacity = self.runner.slot_capacity();
-        let vocab = Arc::clone(&self.vocab);
-        let mut outcomes = Vec::with_capacity(batch.len());
-        let slots = &mut self.slots;
-        self.runner.decode(&batch, &mut |i, row| {
-            let slot = batch[i].0;
-            let now = Instant::now();
-            let result = match (row, slots[slot].as_mut()) {
-                (Ok(logits), Some(seq)) => Ok(seq.on_logits(logits, vocab.as_ref(), capacity, now)),
-                (Err(e), _) => Err(e),
-                (Ok(_), None) => return,
-            };
-            outcomes.push((slot, result));
-        });
-        for (slot, result) in outcomes {
-            match result {
-                Ok(outcome) => self.finish_token(slot, outcome),
-                Err(e) => self.fail(slot, format!("decode failed: {e}")),
-            }
-        }
-    }
-
-    /// At most one ubatch of prompt tokens, to the prefilling sequences in arrival order.
-    ///
-    /// A prompt is always cut at the same places (every `max_chunk` tokens from its start),
-    /// whatever else is running: chunking changes the arithmetic slightly, and a request's
-    /// output must not depend on its neighbours. A chunk that does not fit what is left of
-    /// this step's budget waits for the next step.
-    fn prefill(&mut self) {
-        let max_chunk = self.runner.max_chunk().max(1);
-        let mut budget = max_chunk;
-        let mut order: Vec<(u64, usize)> = self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|s| matches!(s.phase, Phase::Prefill { .. }))
-            .map(|s| (s.order, s.slot))
-            .collect();
-        order.sort_unstable();
-        let capacity = self.runner.slot_capacity();
-        for (_, slot) in order {
-            if budget == 0 {
-                break;
-            }
-            let Some(seq) = self.slots[slot].as_mut() else {
-                continue;
-            };
-            let Phase::Prefill { done } = seq.phase else {
-                continue;
-            };
-            let n = (seq.n_prompt - done).min(max_chunk);
-            if n > budget {
-                continue;
-            }
-            budget -= n;
-            let chunk = &seq.req.prompt[done..done + n];
-            match self.runner.prefill(slot, chunk) {
-                Ok(logits) => {
-                    if done + n < seq.n_prompt {
-                        seq.phase = Phase::Prefill { done: done + n };
-                    } else {
-                        let outcome =
-                            seq.on_logits(logits, self.vocab.as_ref(), capacity, Instant::now());
-                        self.finish_token(slot, outcome);
-                    }
-                }
-                Err(e) => self.fail(slot, format!("prompt processing failed: {e}")),
-            }
-        }
     }
 
     fn end_all(&mut self, message: &str) {

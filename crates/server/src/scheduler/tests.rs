@@ -12,15 +12,13 @@ use super::*;
 const VOCAB: usize = 16;
 const LETTERS: &[u8] = b"-abcdefghijklmno";
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Call {
-    Prefill { slot: usize, n: usize },
-    Decode { slots: Vec<usize> },
-}
+/// One forward pass: (slot, tokens) of each chunk.
+type Call = Vec<(usize, usize)>;
 
 struct Fake {
     capacity: usize,
     chunk: usize,
+    rows: usize,
     cache: Vec<Vec<u32>>,
     logits: Vec<f32>,
     log: Arc<Mutex<Vec<Call>>>,
@@ -34,6 +32,7 @@ impl Fake {
         Fake {
             capacity,
             chunk,
+            rows: 2 * chunk,
             cache: vec![Vec::new(); slots],
             logits: vec![0.0; VOCAB],
             log: Arc::new(Mutex::new(Vec::new())),
@@ -75,6 +74,9 @@ impl Runner for Fake {
     fn cached(&self, slot: usize) -> usize {
         self.cache[slot].len()
     }
+    fn max_rows(&self) -> usize {
+        self.rows
+    }
     fn prefill(&mut self, slot: usize, tokens: &[u32]) -> runner::RowResult<'_> {
         assert!(
             tokens.len() <= self.chunk,
@@ -84,31 +86,29 @@ impl Runner for Fake {
         if self.cache[slot].len() + tokens.len() > self.capacity {
             return Err("context full".into());
         }
-        self.log.lock().unwrap().push(Call::Prefill {
-            slot,
-            n: tokens.len(),
-        });
         self.cache[slot].extend_from_slice(tokens);
         self.fill_logits(slot);
         Ok(&self.logits)
     }
-    fn decode(
-        &mut self,
-        batch: &[(usize, u32)],
-        out: &mut dyn FnMut(usize, runner::RowResult<'_>),
-    ) {
+    fn run(&mut self, chunks: &[Chunk<'_>], out: &mut dyn FnMut(usize, runner::RowResult<'_>)) {
         std::thread::sleep(self.step_delay);
-        self.log.lock().unwrap().push(Call::Decode {
-            slots: batch.iter().map(|b| b.0).collect(),
-        });
-        for (i, &(slot, t)) in batch.iter().enumerate() {
-            if self.cache[slot].len() + 1 > self.capacity {
-                out(i, Err("context full".into()));
-                continue;
+        let rows: usize = chunks.iter().map(|c| c.tokens.len()).sum();
+        assert!(rows <= self.rows, "{rows} rows in one pass");
+        let mut seen = std::collections::HashSet::new();
+        assert!(
+            chunks.iter().all(|c| seen.insert(c.slot)),
+            "a slot twice in one pass"
+        );
+        self.log
+            .lock()
+            .unwrap()
+            .push(chunks.iter().map(|c| (c.slot, c.tokens.len())).collect());
+        for (i, c) in chunks.iter().enumerate() {
+            match self.prefill(c.slot, c.tokens) {
+                Ok(l) if c.logits => out(i, Ok(l)),
+                Ok(_) => out(i, Ok(&[])),
+                Err(e) => out(i, Err(e)),
             }
-            self.cache[slot].push(t);
-            self.fill_logits(slot);
-            out(i, Ok(&self.logits));
         }
     }
     fn clear(&mut self, slot: usize) -> Result<(), String> {
@@ -269,11 +269,11 @@ fn concurrent_requests_match_their_solo_runs() {
     for (i, (rx, _c)) in rxs.into_iter().enumerate() {
         assert_eq!(collect(rx), solo[i], "request {i}");
     }
-    // Decode steps ran several sequences together.
+    // Passes ran the three slots' decode rows together.
     let log = log.lock().unwrap();
     assert!(log
         .iter()
-        .any(|c| matches!(c, Call::Decode { slots } if slots.len() == 3)));
+        .any(|c| c.len() == 3 && c.iter().all(|&(_, n)| n == 1)));
 }
 
 #[test]
@@ -291,23 +291,39 @@ fn long_prompt_is_prefilled_in_chunks_between_decode_steps() {
     assert_eq!(long_out.reason, Some(FinishReason::Length));
     collect(short_rx);
     let log = log.lock().unwrap();
-    // 100 tokens in chunks of at most 8: at least 13 prefill calls for the long prompt.
-    let long_chunks: Vec<usize> = log
+    // 100 tokens in chunks of 8: 13 passes prefill the long prompt, and in each the short
+    // request decodes beside it (one pass holds 16 rows).
+    let long_passes: Vec<&Call> = log
         .iter()
-        .enumerate()
-        .filter(|(_, c)| matches!(c, Call::Prefill { slot: 1, .. }))
-        .map(|(i, _)| i)
+        .filter(|c| c.iter().any(|&(slot, n)| slot == 1 && n > 1))
         .collect();
-    assert!(long_chunks.len() >= 13, "{log:?}");
-    // Between consecutive chunks the short request decoded a token.
-    for w in long_chunks.windows(2) {
+    assert_eq!(long_passes.len(), 13, "{log:?}");
+    for p in long_passes {
         assert!(
-            log[w[0]..w[1]]
-                .iter()
-                .any(|c| matches!(c, Call::Decode { slots } if slots.contains(&0))),
-            "no decode between prefill chunks at {w:?}: {log:?}"
+            p.contains(&(0, 1)),
+            "no decode beside the prefill chunk: {p:?}"
         );
     }
+}
+
+#[test]
+fn chunks_that_do_not_fit_beside_decode_rows_run_in_their_own_pass() {
+    let mut fake = Fake::new(2, 256, 8);
+    fake.rows = 8;
+    fake.step_delay = Duration::from_millis(1);
+    let log = Arc::clone(&fake.log);
+    let h = spawn(fake);
+    let (short_rx, _a) = submit(&h, &[1, 2], greedy(30));
+    wait_until(|| h.slots().iter().any(|s| s.state == "decode"));
+    let (long_rx, _b) = submit(&h, &[5; 24], greedy(2));
+    assert_eq!(collect(long_rx).reason, Some(FinishReason::Length));
+    collect(short_rx);
+    let log = log.lock().unwrap();
+    assert_eq!(
+        log.iter().filter(|c| c.as_slice() == [(1, 8)]).count(),
+        3,
+        "{log:?}"
+    );
 }
 
 #[test]
@@ -472,13 +488,15 @@ fn prompts_are_cut_at_the_same_places_whatever_runs_beside_them() {
     }
     let log = log.lock().unwrap();
     for (slot, &n) in lens.iter().enumerate() {
-        let chunks: Vec<usize> = log
-            .iter()
-            .filter_map(|c| match c {
-                Call::Prefill { slot: s, n } if *s == slot => Some(*n),
-                _ => None,
-            })
-            .collect();
+        // This slot's chunks in order, until they add up to its prompt.
+        let mut chunks = Vec::new();
+        let mut total = 0;
+        for &(s, k) in log.iter().flatten() {
+            if s == slot && total < n {
+                chunks.push(k);
+                total += k;
+            }
+        }
         let solo: Vec<usize> = (0..n).step_by(8).map(|i| (n - i).min(8)).collect();
         assert_eq!(chunks, solo, "slot {slot}: {log:?}");
     }
