@@ -1,0 +1,97 @@
+//! Nothing allocates behind the plan's back: after the first pass (thread start-up), prefill
+//! and decode passes make no heap allocation at all, on any thread. A counting global
+//! allocator sees every allocation of the process, kernels and thread pool included.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::*;
+use formats::GgmlType;
+use models::{BatchRow, RunConfig};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counted<T>(f: impl FnOnce() -> T) -> (T, u64, u64) {
+    let (a0, b0) = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
+    let r = f();
+    (
+        r,
+        ALLOCS.load(Ordering::SeqCst) - a0,
+        BYTES.load(Ordering::SeqCst) - b0,
+    )
+}
+
+#[test]
+fn forward_passes_do_not_allocate() {
+    let Some(path) = model_path("SmolLM2-135M-Instruct.Q4_1.gguf") else {
+        return;
+    };
+    for (tk, tv) in [
+        (GgmlType::F16, GgmlType::F16),
+        (GgmlType::Q8_0, GgmlType::Turbo3),
+    ] {
+        let cfg = RunConfig {
+            n_ctx: 512,
+            n_ubatch: 32,
+            n_batch: 32,
+            n_seq: 2,
+            type_k: tk,
+            type_v: tv,
+            ..RunConfig::default()
+        };
+        let mut m = load(&path, cfg, 2);
+        // Warm-up: the first pass may start threads and fill lazily built tables.
+        m.forward(0, &[504, 3575, 282], false).unwrap();
+        let prompt: Vec<u32> = (100..130).collect();
+        let (_, n, bytes) = counted(|| m.forward(1, &prompt, false).unwrap());
+        assert_eq!((n, bytes), (0, 0), "prefill allocated");
+        let (_, n, bytes) = counted(|| {
+            for t in 0..5 {
+                m.forward(0, &[t + 10], false).unwrap();
+            }
+        });
+        assert_eq!((n, bytes), (0, 0), "decode allocated");
+        let rows = [
+            BatchRow {
+                seq: 0,
+                token: 5,
+                logits: true,
+            },
+            BatchRow {
+                seq: 1,
+                token: 6,
+                logits: true,
+            },
+        ];
+        let (_, n, bytes) = counted(|| m.forward_batch(&rows).unwrap());
+        assert_eq!((n, bytes), (0, 0), "batched decode allocated");
+    }
+}
