@@ -1,0 +1,89 @@
+//! Generation (prefill, sampling with penalties and top-k/p, decode) allocates nothing after
+//! warm-up: the sampler and token history were planned and allocated once.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use engine::{Generator, SamplerParams};
+use gguf::GgufFile;
+use models::{Model, RunConfig};
+use turbine_core::cpu::CpuBackend;
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counted<T>(f: impl FnOnce() -> T) -> (T, u64, u64) {
+    let (a0, b0) = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
+    let r = f();
+    (
+        r,
+        ALLOCS.load(Ordering::SeqCst) - a0,
+        BYTES.load(Ordering::SeqCst) - b0,
+    )
+}
+
+#[test]
+fn generation_does_not_allocate() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.exists() {
+        assert!(
+            std::env::var("TURBINE_REQUIRE_ASSETS").as_deref() != Ok("1"),
+            "{} missing: run scripts/fetch-models.sh",
+            path.display()
+        );
+        eprintln!("skipped: {} missing", path.display());
+        return;
+    }
+    let file = Arc::new(GgufFile::open(&path).unwrap());
+    let backend = Arc::new(CpuBackend::new(2).unwrap());
+    let cfg = RunConfig {
+        n_ctx: 512,
+        n_ubatch: 16,
+        n_batch: 16,
+        ..RunConfig::default()
+    };
+    let model = Model::load(backend, file, cfg).unwrap();
+    let params = SamplerParams {
+        repeat_penalty: 1.1,
+        presence_penalty: 0.2,
+        seed: 9,
+        ..SamplerParams::default()
+    };
+    let mut g = Generator::new(model, params);
+    g.generate(&[504, 3575, 282, 4649, 314], 2, |_| false, |_| true)
+        .unwrap();
+    let prompt: Vec<u32> = (200..240).collect();
+    let (_, n, bytes) = counted(|| {
+        g.generate(&prompt, 20, |_| false, |_| true).unwrap();
+    });
+    assert_eq!((n, bytes), (0, 0), "generation allocated");
+}
