@@ -57,6 +57,17 @@ impl SamplerParams {
     }
 }
 
+/// Index of the largest value (the first on ties); 0 for an empty slice.
+fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Candidate {
     id: u32,
@@ -104,6 +115,10 @@ impl Sampler {
 
     /// Picks the next token from `logits` (length `n_vocab`) after `history`.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        if self.params.temp <= 0.0 && !self.penalties_active() {
+            // Greedy without penalties: no candidate list needed (262k-token vocabularies).
+            return argmax(logits);
+        }
         self.candidates.clear();
         self.candidates
             .extend(logits.iter().enumerate().map(|(i, &logit)| Candidate {
@@ -116,7 +131,7 @@ impl Sampler {
         }
         self.apply_penalties(history);
         if self.params.temp <= 0.0 {
-            return self.argmax();
+            return self.best_candidate();
         }
         self.top_k();
         self.top_p();
@@ -128,7 +143,7 @@ impl Sampler {
         self.draw()
     }
 
-    fn argmax(&self) -> u32 {
+    fn best_candidate(&self) -> u32 {
         let mut best = self.candidates[0];
         for c in &self.candidates[1..] {
             if c.logit > best.logit {
@@ -138,13 +153,17 @@ impl Sampler {
         best.id
     }
 
-    fn apply_penalties(&mut self, history: &[u32]) {
+    fn penalties_active(&self) -> bool {
         let p = &self.params;
-        let active =
-            p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0;
-        if !active || p.repeat_last_n == 0 || history.is_empty() {
+        p.repeat_last_n != 0
+            && (p.repeat_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0)
+    }
+
+    fn apply_penalties(&mut self, history: &[u32]) {
+        if !self.penalties_active() || history.is_empty() {
             return;
         }
+        let p = &self.params;
         let n = if p.repeat_last_n < 0 {
             history.len()
         } else {
