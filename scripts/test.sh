@@ -19,4 +19,10 @@ scripts/reference/make-golden.sh
 
 export TURBINE_REQUIRE_ASSETS=1
 export TURBINE_PYTHON="$root/.venv/bin/python"
-cargo test --workspace --release 2>&1
+status=0
+cargo test --workspace --release --no-fail-fast 2>&1 || status=$?
+
+# The HTTP server against the real openai client (uses target/release/turbine built above).
+cargo build --release -p turbine 2>&1
+.venv/bin/python -m pytest tests/server -q -p no:cacheprovider 2>&1 || status=$?
+exit $status
