@@ -140,6 +140,7 @@ def main():
     ap.add_argument("-d", "--duration", type=float, default=60.0, help="seconds")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("-c", "--ctx-size", type=int, default=0, help="with no --url: -c (default 1024 per client)")
+    ap.add_argument("--serve-arg", action="append", default=[], help="with no --url: extra flag for turbine serve (repeatable)")
     ap.add_argument("--json", action="store_true", help="print one JSON line")
     args = ap.parse_args()
 
@@ -149,7 +150,7 @@ def main():
         from conftest import Server, smollm2_args
 
         ctx = args.ctx_size or 1024 * args.clients
-        server = Server(smollm2_args("-c", ctx, "-np", args.clients))
+        server = Server(smollm2_args("-c", ctx, "-np", args.clients, *args.serve_arg))
         url = server.url
     try:
         stats, elapsed = run(url, args.api_key, args.model, args.clients, args.duration, args.max_tokens)

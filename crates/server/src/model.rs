@@ -221,8 +221,12 @@ impl LoadedModel {
             }
         };
         let vocab: Arc<dyn TokenText> = Arc::clone(&tokenizer) as Arc<dyn TokenText>;
-        let engine = EngineHandle::spawn(ModelRunner::new(model, batched), vocab, &spec.name)
-            .context("cannot start the engine thread")?;
+        let engine = EngineHandle::spawn(
+            ModelRunner::new(model, batched, turbine_core::cpu::PAGE_SIZE),
+            vocab,
+            &spec.name,
+        )
+        .context("cannot start the engine thread")?;
         let loaded = LoadedModel {
             spec: spec.clone(),
             tokenizer,

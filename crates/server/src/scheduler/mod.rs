@@ -505,7 +505,7 @@ impl<R: Runner> Engine<R> {
             .store((capacity * self.slots.len()) as u64, Relaxed);
         m.kv_pages_used.store(pages as u64, Relaxed);
         m.kv_pages_total
-            .store((capacity.div_ceil(page) * self.slots.len()) as u64, Relaxed);
+            .store(self.runner.pages_total() as u64, Relaxed);
         if let Ok(mut s) = self.shared.slots.lock() {
             *s = infos;
         }

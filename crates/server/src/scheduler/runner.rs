@@ -55,6 +55,10 @@ pub trait Runner {
     fn page_tokens(&self) -> usize {
         16
     }
+    /// Pages in the KV pool.
+    fn pages_total(&self) -> usize {
+        self.slot_capacity().div_ceil(self.page_tokens().max(1)) * self.n_slots()
+    }
 }
 
 /// A loaded [`Model`] as a [`Runner`].
@@ -66,6 +70,8 @@ pub struct ModelRunner<B: Backend> {
     /// row exactly the logits it gets alone (see [`probe_batch_invariance`]): then every
     /// chunk runs in its own pass, so no output depends on what else is running.
     batched: bool,
+    /// Tokens per page of the backend's KV cache.
+    page_tokens: usize,
 }
 
 /// What [`probe_batch_invariance`] found.
@@ -126,13 +132,15 @@ pub fn probe_batch_invariance<B: Backend>(model: &mut Model<B>) -> Result<Invari
 }
 
 impl<B: Backend> ModelRunner<B> {
-    /// Wraps `model`; `batched` runs each step as one pass (see [`probe_batch_invariance`]).
-    pub fn new(model: Model<B>, batched: bool) -> ModelRunner<B> {
+    /// Wraps `model`; `batched` runs each step as one pass (see [`probe_batch_invariance`]);
+    /// `page_tokens` is the backend's KV page size.
+    pub fn new(model: Model<B>, batched: bool, page_tokens: usize) -> ModelRunner<B> {
         let rows = Vec::with_capacity(model.config().max_rows());
         ModelRunner {
             model,
             rows,
             batched,
+            page_tokens,
         }
     }
 
@@ -224,6 +232,17 @@ impl<B: Backend> Runner for ModelRunner<B> {
 
     fn clear(&mut self, slot: usize) -> Result<(), String> {
         self.model.truncate(slot, 0).map_err(|e| e.to_string())
+    }
+
+    fn page_tokens(&self) -> usize {
+        self.page_tokens
+    }
+
+    /// The paged cache's pool: the context in pages, plus one per extra sequence for the
+    /// partly filled last pages.
+    fn pages_total(&self) -> usize {
+        let cfg = self.model.config();
+        cfg.n_ctx.div_ceil(self.page_tokens.max(1)) + cfg.n_seq.saturating_sub(1)
     }
 }
 
