@@ -95,19 +95,40 @@ fn kl_divergence_is_zero_against_itself_and_grows_with_coarser_cache() {
     let q8 = perplexity(
         &model,
         &text,
-        &["--chunks", "2", "-ctk", "q8_0", "-ctv", "q8_0", "--kl-base", base_s],
+        &[
+            "--chunks",
+            "2",
+            "-ctk",
+            "q8_0",
+            "-ctv",
+            "q8_0",
+            "--kl-base",
+            base_s,
+        ],
     );
     let t2 = perplexity(
         &model,
         &text,
-        &["--chunks", "2", "-ctk", "turbo2", "-ctv", "turbo2", "--kl-base", base_s],
+        &[
+            "--chunks",
+            "2",
+            "-ctk",
+            "turbo2",
+            "-ctv",
+            "turbo2",
+            "--kl-base",
+            base_s,
+        ],
     );
     let (kl_q8, kl_t2) = (
         value(&q8, "mean KLD           = "),
         value(&t2, "mean KLD           = "),
     );
     assert!(kl_q8 > 0.0 && kl_q8 < 0.01, "q8_0 KLD {kl_q8}\n{q8}");
-    assert!(kl_t2 > kl_q8, "turbo2 KLD {kl_t2} should exceed q8_0's {kl_q8}");
+    assert!(
+        kl_t2 > kl_q8,
+        "turbo2 KLD {kl_t2} should exceed q8_0's {kl_q8}"
+    );
     assert!(value(&q8, "same top-1         = ") > 90.0, "{q8}");
     let _ = std::fs::remove_dir_all(&dir);
 }

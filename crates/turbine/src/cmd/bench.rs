@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
-use models::plan_memory;
 use formats::GgmlType;
+use models::plan_memory;
 use models::{parse_kv_type, HParams, Model, RunConfig};
 use turbine_core::cpu::CpuBackend;
 use turbine_core::{Backend, Role};
@@ -23,13 +23,28 @@ pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Prompt lengths to time (0 = none), comma separated.
-    #[arg(short = 'p', long = "n-prompt", default_value = "512", value_delimiter = ',')]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        default_value = "512",
+        value_delimiter = ','
+    )]
     pub n_prompt: Vec<usize>,
     /// Generation lengths to time (0 = none), comma separated.
-    #[arg(short = 'n', long = "n-gen", default_value = "128", value_delimiter = ',')]
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        default_value = "128",
+        value_delimiter = ','
+    )]
     pub n_gen: Vec<usize>,
     /// Context depths: tokens already in the cache before each test, comma separated.
-    #[arg(short = 'd', long = "n-depth", default_value = "0", value_delimiter = ',')]
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        default_value = "0",
+        value_delimiter = ','
+    )]
     pub depth: Vec<usize>,
     /// K cache types to try, comma separated (overrides -ctk).
     #[arg(long = "types-k", value_delimiter = ',')]

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _};
-use models::plan_memory;
 use half::f16;
+use models::plan_memory;
 use models::{HParams, Model};
 use text::tokenizer::Tokenizer;
 use turbine_core::cpu::CpuBackend;
@@ -244,8 +244,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let mut r = BufReader::new(
                 File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
             );
-            let got = LogitsHeader::read(&mut r)
-                .with_context(|| format!("kl-base {}", p.display()))?;
+            let got =
+                LogitsHeader::read(&mut r).with_context(|| format!("kl-base {}", p.display()))?;
             ensure!(
                 got.n_vocab == header.n_vocab && got.n_ctx == header.n_ctx,
                 "kl-base {} was saved with vocab {} and -c {}, this run has vocab {} and -c {}",
