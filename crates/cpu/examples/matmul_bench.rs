@@ -1,7 +1,10 @@
 //! Decode-shape matvec timing: GB/s of weight bytes read per second (and GFLOP/s, which is the
 //! number that matters for prefill shapes, `--tokens N`), per weight type, kernel path and
 //! thread count, plus the thread pool's dispatch latency. Each configuration reports its
-//! fastest call (shared machines only ever add noise upward) and the median.
+//! fastest call (shared machines only ever add noise upward) and the median. With one thread
+//! it also reports the calling thread's CPU time per call over the whole budget
+//! (`/proc/thread-self/schedstat`, tick-based on some kernels, hence the long average), which
+//! other processes on a loaded machine barely disturb.
 //!
 //! cargo run --release -p cpu --example matmul_bench -- [-t 1,2] [--paths scalar,avx2]
 //!     [--types q4_0,q4_K] [--shapes 576x576,4096x4096] [--ms 300] [--tokens 1]
@@ -100,6 +103,12 @@ fn weights(ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
     chunk.iter().copied().cycle().take(total).collect()
 }
 
+/// Nanoseconds the calling thread has run on a CPU (Linux), if readable.
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(a) => a,
@@ -131,8 +140,8 @@ fn main() {
         );
     }
     println!(
-        "{:>12} {:>7} {:>7} {:>3} {:>8} {:>9} {:>9} {:>8} {:>8}",
-        "shape", "type", "path", "t", "MB", "best us", "median us", "GB/s", "GFLOP/s"
+        "{:>12} {:>7} {:>7} {:>3} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8}",
+        "shape", "type", "path", "t", "MB", "best us", "median us", "cpu us", "GB/s", "GFLOP/s"
     );
     for &(rows, cols) in &args.shapes {
         for &ty in &args.types {
@@ -170,16 +179,21 @@ fn main() {
                     run();
                     let mut times = Vec::new();
                     let start = Instant::now();
+                    let cpu0 = thread_cpu_ns();
                     while start.elapsed() < args.budget || times.len() < 3 {
                         let t0 = Instant::now();
                         run();
                         times.push(t0.elapsed().as_secs_f64());
                     }
+                    let cpu_per_call = match (t, cpu0, thread_cpu_ns()) {
+                        (1, Some(a), Some(b)) => (b - a) as f64 * 1e-3 / times.len() as f64,
+                        _ => f64::NAN,
+                    };
                     times.sort_by(|a, b| a.total_cmp(b));
                     let (best, med) = (times[0], times[times.len() / 2]);
                     let flops = 2.0 * rows as f64 * cols as f64 * args.tokens as f64;
                     println!(
-                        "{:>12} {:>7} {:>7} {:>3} {:>8.2} {:>9.1} {:>9.1} {:>8.2} {:>8.1}",
+                        "{:>12} {:>7} {:>7} {:>3} {:>8.2} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>8.1}",
                         format!("{rows}x{cols}"),
                         ty.name(),
                         path.name(),
@@ -187,6 +201,7 @@ fn main() {
                         w.len() as f64 / 1e6,
                         best * 1e6,
                         med * 1e6,
+                        cpu_per_call,
                         w.len() as f64 / best / 1e9,
                         flops / best / 1e9
                     );

@@ -182,6 +182,51 @@ fn prefill_shape_tiles_tokens_correctly() {
     }
 }
 
+/// Batch invariance: a token's outputs are bit-identical whether it is multiplied alone or
+/// together with other tokens (any count, any position in the batch, any thread count), on
+/// every path and weight type. The server's outputs at temperature 0 must not depend on what
+/// else is being generated at the same time.
+#[test]
+fn tokens_give_identical_bits_alone_and_in_a_batch() {
+    let mut rng = Rng::new(4);
+    for path in available_paths() {
+        let one = cpu_with(path, 1);
+        let three = cpu_with(path, 3);
+        for ty in cpu::MATMUL_TYPES {
+            for cols in row_lengths(ty) {
+                let rows = 21;
+                let w = random_blocks(&mut rng, ty, rows * cols);
+                let n = 9;
+                let x = rng.vec(n * cols, 1.0);
+                let alone: Vec<Vec<f32>> = (0..n)
+                    .map(|t| run(&one, ty, &w, rows, cols, &x[t * cols..(t + 1) * cols], 1))
+                    .collect();
+                for (cpu, first, count) in
+                    [(&one, 0, 9), (&three, 0, 9), (&one, 2, 3), (&three, 1, 6)]
+                {
+                    let xs = &x[first * cols..(first + count) * cols];
+                    let batch = run(cpu, ty, &w, rows, cols, xs, count);
+                    for k in 0..count {
+                        let got = &batch[k * rows..(k + 1) * rows];
+                        let want = &alone[first + k];
+                        for r in 0..rows {
+                            assert_eq!(
+                                got[r].to_bits(),
+                                want[r].to_bits(),
+                                "{path} {ty} cols {cols}: token {} of a batch of {count} \
+                                 (from {first}), row {r}: {} in the batch, {} alone",
+                                k,
+                                got[r],
+                                want[r]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_shapes_are_errors() {
     let cpu = cpu_with(KernelPath::Scalar, 1);

@@ -83,8 +83,10 @@ unsafe fn dot_blocks<F: Format, const NT: usize>(w: &[u8], acts: [&[u8]; NT], ou
                         dot512_u8_i8(q, y)
                     };
                     let dj = _mm512_permutexvar_ps(idx, d[t]);
-                    // One or two tokens: alternate accumulators so pairs do not chain on one FMA.
-                    if NT <= 2 && j % 2 == 1 {
+                    // Alternate accumulators so pairs do not chain on one FMA. The same for
+                    // every `NT`: a token's sum must not depend on how many tokens share
+                    // the call (batch invariance).
+                    if j % 2 == 1 {
                         acc1[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), dj, acc1[t]);
                     } else {
                         acc0[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), dj, acc0[t]);

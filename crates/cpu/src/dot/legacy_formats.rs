@@ -19,6 +19,10 @@ pub(crate) trait Format {
     const SIGNED: bool;
     const OFFSET: i32;
     const HAS_MIN: bool;
+    /// Stored values are at most 15, so a `maddubs` lane against q8 bytes (|q| ≤ 127) is at
+    /// most 2 · 15 · 127 = 3810 and sums of eight such lanes still fit an i16 (the AVX2
+    /// kernel then reduces blocks in 16-bit lanes, with no `madd` per block).
+    const NARROW: bool;
     /// # Safety
     /// `p` points to a whole block; AVX2/FMA/F16C enabled in the caller (the AVX-512 kernels
     /// enable them too).
@@ -31,6 +35,7 @@ impl Format for Q40 {
     const SIGNED: bool = false;
     const OFFSET: i32 = 8;
     const HAS_MIN: bool = false;
+    const NARROW: bool = true;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> __m256i {
         // SAFETY: per the trait contract.
@@ -44,6 +49,7 @@ impl Format for Q41 {
     const SIGNED: bool = false;
     const OFFSET: i32 = 0;
     const HAS_MIN: bool = true;
+    const NARROW: bool = true;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> __m256i {
         // SAFETY: per the trait contract.
@@ -57,6 +63,7 @@ impl Format for Q50 {
     const SIGNED: bool = false;
     const OFFSET: i32 = 16;
     const HAS_MIN: bool = false;
+    const NARROW: bool = false;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> __m256i {
         // SAFETY: per the trait contract.
@@ -76,6 +83,7 @@ impl Format for Q51 {
     const SIGNED: bool = false;
     const OFFSET: i32 = 0;
     const HAS_MIN: bool = true;
+    const NARROW: bool = false;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> __m256i {
         // SAFETY: per the trait contract.
@@ -95,6 +103,7 @@ impl Format for Q80 {
     const SIGNED: bool = true;
     const OFFSET: i32 = 0;
     const HAS_MIN: bool = false;
+    const NARROW: bool = false;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> __m256i {
         // SAFETY: per the trait contract.
@@ -108,6 +117,7 @@ impl Format for Iq4 {
     const SIGNED: bool = true;
     const OFFSET: i32 = 0;
     const HAS_MIN: bool = false;
+    const NARROW: bool = false;
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> __m256i {
         // SAFETY: per the trait contract.
@@ -173,6 +183,42 @@ pub(crate) unsafe fn gather_scales<F: Format>(p: *const u8, count: usize) -> (__
             p as *const i32,
             offsets,
             lane_mask(count),
+        );
+        let d = f16x8_in_u32_lanes(_mm256_and_si256(g, _mm256_set1_epi32(0xFFFF)));
+        let m = if F::HAS_MIN {
+            f16x8_in_u32_lanes(_mm256_srli_epi32(g, 16))
+        } else {
+            _mm256_setzero_ps()
+        };
+        (d, m)
+    }
+}
+
+/// Like [`gather_scales`] without the gather instruction (microcoded and slow on some AMD
+/// cores): eight scalar 4-byte loads. Lanes past `count` are 0.
+///
+/// # Safety
+/// `count` whole blocks readable at `p`; AVX2/F16C enabled in the caller.
+#[inline(always)]
+pub(crate) unsafe fn load_scales<F: Format>(p: *const u8, count: usize) -> (__m256, __m256) {
+    // SAFETY: only the first 4 bytes of each of the first `count` blocks are read.
+    unsafe {
+        let word = |k: usize| {
+            if k < count {
+                (p.add(k * F::W_BYTES) as *const i32).read_unaligned()
+            } else {
+                0
+            }
+        };
+        let g = _mm256_setr_epi32(
+            word(0),
+            word(1),
+            word(2),
+            word(3),
+            word(4),
+            word(5),
+            word(6),
+            word(7),
         );
         let d = f16x8_in_u32_lanes(_mm256_and_si256(g, _mm256_set1_epi32(0xFFFF)));
         let m = if F::HAS_MIN {

@@ -91,25 +91,6 @@ pub(crate) unsafe fn bits_to_bytes(bits: u32) -> __m256i {
     }
 }
 
-/// Signed 8-bit dot product in fours: lane `k` is `Σ_{i=4k}^{4k+3} a[i] * b[i]`, with
-/// `abs_a = |a|` precomputed (it is reused across tokens). `maddubs` needs an unsigned left
-/// operand, so `a`'s sign moves onto `b`; `b` must not hold -128.
-#[inline(always)]
-pub(crate) unsafe fn dot_i8_i8_pre(a: __m256i, abs_a: __m256i, b: __m256i) -> __m256i {
-    // SAFETY: AVX2 (module contract).
-    unsafe {
-        let p = _mm256_maddubs_epi16(abs_a, _mm256_sign_epi8(b, a));
-        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
-    }
-}
-
-/// Unsigned (0..=127 so no i16 saturation) by signed 8-bit dot product in fours.
-#[inline(always)]
-pub(crate) unsafe fn dot_u8_i8(a: __m256i, b: __m256i) -> __m256i {
-    // SAFETY: AVX2 (module contract).
-    unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1)) }
-}
-
 /// Two i16 broadcasts: `lo` in the low 128-bit lane, `hi` in the high one.
 #[inline(always)]
 pub(crate) unsafe fn set_pair_epi16(lo: i16, hi: i16) -> __m256i {
@@ -124,8 +105,9 @@ pub(crate) unsafe fn join256(lo: __m256i, hi: __m256i) -> __m512i {
     unsafe { _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1) }
 }
 
-/// `|a| · (b with a's sign)`, summed in fours: the AVX-512BW form of [`dot_i8_i8_pre`]
-/// (there is no 512-bit `sign`, so negate `b` under the mask of negative `a`).
+/// `|a| · (b with a's sign)`, summed in fours (`maddubs` needs an unsigned left operand, so
+/// `a`'s sign moves onto `b`, which must not hold -128; there is no 512-bit `sign`, so `b` is
+/// negated under the mask of negative `a`).
 #[inline(always)]
 pub(crate) unsafe fn dot512_i8_i8_pre(a: __m512i, abs_a: __m512i, b: __m512i) -> __m512i {
     // SAFETY: AVX-512F/BW enabled in the caller.
