@@ -114,6 +114,11 @@ pub trait Backend: Send + Sync {
     /// Total and free memory now.
     fn memory(&self) -> Option<DeviceMemory>;
     fn allocation_log(&self) -> &AllocationLog;
+    /// Time per operation since the last call, where the backend measures it (the CUDA
+    /// backend under `TURBINE_CUDA_PROFILE=1`); `None` otherwise.
+    fn profile_report(&self) -> Option<String> {
+        None
+    }
     /// True where buffers are host memory that [`Backend::host_f32`] reads in place, so
     /// logits need no planned host copy.
     fn host_visible(&self) -> bool;

@@ -203,6 +203,10 @@ impl Backend for CudaBackend {
         &self.log
     }
 
+    fn profile_report(&self) -> Option<String> {
+        self.dev.profile_report()
+    }
+
     fn host_visible(&self) -> bool {
         false
     }

@@ -62,6 +62,17 @@ pub struct Device {
     /// Synchronize after every launch so an asynchronous fault is reported by the operation
     /// that caused it (check-backend turns this on; a forward pass leaves it off).
     sync_each_op: AtomicBool,
+    /// `TURBINE_CUDA_PROFILE=1`: every launch waits for the device and its time is added to
+    /// its operation's total (printed by [`Device::profile_report`]). Serializes the stream,
+    /// so it shows where device time goes, not the overlapped speed.
+    profile: Option<Mutex<OpProfile>>,
+}
+
+/// Device time per operation name, measured by synchronizing after each launch.
+#[derive(Default)]
+pub struct OpProfile {
+    last: Option<std::time::Instant>,
+    ops: HashMap<String, (u64, f64)>,
 }
 
 impl Device {
@@ -87,6 +98,9 @@ impl Device {
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
             sync_each_op: AtomicBool::new(false),
+            profile: std::env::var_os("TURBINE_CUDA_PROFILE")
+                .filter(|v| v == "1")
+                .map(|_| Mutex::new(OpProfile::default())),
         })
     }
 
@@ -174,11 +188,49 @@ impl Device {
         };
         // SAFETY: every kernel's parameter list matches the `args` its caller builds (see the
         // op modules), and every pointer is a live allocation sized by the caller's checks.
+        if let Some(p) = &self.profile {
+            // Everything queued before this launch is finished: its time is not ours.
+            self.synchronize(op)?;
+            if let Ok(mut p) = p.lock() {
+                p.last = Some(std::time::Instant::now());
+            }
+        }
         unsafe { b.launch(cfg) }.map_err(|e| cuda_err(op, e))?;
-        if self.sync_each_op.load(Ordering::Relaxed) {
+        if let Some(p) = &self.profile {
+            self.synchronize(op)?;
+            if let Ok(mut p) = p.lock() {
+                let dt = p.last.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                let e = p.ops.entry(op.to_string()).or_insert((0, 0.0));
+                e.0 += 1;
+                e.1 += dt;
+            }
+        } else if self.sync_each_op.load(Ordering::Relaxed) {
             self.synchronize(op)?;
         }
         Ok(())
+    }
+
+    /// The per-operation device times gathered under `TURBINE_CUDA_PROFILE=1`, largest
+    /// first, and clears them; `None` when profiling is off.
+    pub fn profile_report(&self) -> Option<String> {
+        let p = self.profile.as_ref()?;
+        let mut p = p.lock().ok()?;
+        let mut ops: Vec<_> = p.ops.drain().collect();
+        ops.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
+        let total: f64 = ops.iter().map(|o| o.1 .1).sum();
+        let mut s = format!(
+            "{:<28} {:>9} {:>11} {:>9} {:>6}\n",
+            "op", "calls", "total ms", "us/call", "%"
+        );
+        for (name, (n, t)) in ops {
+            s.push_str(&format!(
+                "{name:<28} {n:>9} {:>11.2} {:>9.2} {:>6.1}\n",
+                t * 1e3,
+                t * 1e6 / n.max(1) as f64,
+                100.0 * t / total.max(1e-12)
+            ));
+        }
+        Some(s)
     }
 
     pub fn synchronize(&self, op: &str) -> Result<(), CoreError> {

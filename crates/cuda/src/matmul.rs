@@ -47,7 +47,14 @@ pub fn matmul(
         Arg::I64(w.row_bytes as i64),
     ];
     if rows <= MATVEC_MAX_ROWS {
-        let f = dev.function(&compile::MATMUL, &[], &format!("matvec_{suffix}"))?;
+        // Rows made of whole 32-value sub-blocks take the sub-block kernel (wide loads, one
+        // decode per sub-block); other lengths (f32/f16 rows of odd sizes) the per-element one.
+        let name = if k % 32 == 0 {
+            format!("matvec32_{suffix}")
+        } else {
+            format!("matvec_{suffix}")
+        };
+        let f = dev.function(&compile::MATMUL, &[], &name)?;
         let grid = n_out.div_ceil(MATVEC_WARPS) as u32;
         dev.launch(
             "matmul (matvec)",

@@ -13,9 +13,9 @@ use anyhow::{bail, Context as _};
 use formats::GgmlType;
 use models::plan_memory;
 use models::{parse_kv_type, HParams, Model, RunConfig};
-use turbine_core::cpu::CpuBackend;
 use turbine_core::{Backend, Role};
 
+use super::device::{dispatch, BackendJob};
 use super::plan::ModelArgs;
 
 #[derive(clap::Args)]
@@ -131,7 +131,7 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-fn fill(model: &mut Model<CpuBackend>, tokens: &[u32]) -> anyhow::Result<()> {
+fn fill<B: Backend>(model: &mut Model<B>, tokens: &[u32]) -> anyhow::Result<()> {
     let ub = model.config().n_ubatch;
     for batch in tokens.chunks(ub) {
         model.forward(0, batch, false)?;
@@ -176,82 +176,150 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let backend = Arc::new(CpuBackend::new(a.threads())?);
     let n_params: u64 = file.tensors().iter().map(|t| t.n_elements()).sum();
+    let job = BenchJob {
+        file,
+        hp,
+        base_cfg,
+        types_k,
+        types_v,
+        tests,
+        depths: args.depth.clone(),
+        reps,
+        model_name,
+        n_params,
+        threads: a.threads(),
+    };
+    dispatch(a, job.hp.n_layer, job)
+}
 
-    println!(
+/// Everything one bench run needs, ready to run on any backend.
+struct BenchJob {
+    file: Arc<gguf::GgufFile>,
+    hp: HParams,
+    base_cfg: RunConfig,
+    types_k: Vec<GgmlType>,
+    types_v: Vec<GgmlType>,
+    tests: Vec<Test>,
+    depths: Vec<usize>,
+    reps: usize,
+    model_name: String,
+    n_params: u64,
+    threads: usize,
+}
+
+impl BackendJob for BenchJob {
+    type Output = ();
+
+    fn run<B: Backend + 'static>(self, backend: Arc<B>) -> anyhow::Result<()> {
+        let BenchJob {
+            file,
+            hp,
+            base_cfg,
+            types_k,
+            types_v,
+            tests,
+            depths,
+            reps,
+            model_name,
+            n_params,
+            threads,
+        } = self;
+        let threads = if backend.host_visible() {
+            threads.to_string()
+        } else {
+            "-".to_string()
+        };
+
+        println!(
         "| model | params | backend | threads | type_k | type_v | test | t/s | GB/s |\n|---|---|---|---|---|---|---|---|---|"
     );
-    let mut source = TokenSource(0x5eed);
-    for &type_k in &types_k {
-        for &type_v in &types_v {
-            for &depth in &args.depth {
-                let longest = tests.iter().map(|t| t.tokens()).max().unwrap_or(0);
-                let cfg = RunConfig {
-                    n_ctx: depth + longest,
-                    type_k,
-                    type_v,
-                    ..base_cfg.clone()
-                }
-                .validated()?;
-                let plan = plan_memory(backend.as_ref(), &file, &hp, &cfg)?;
-                let weight_bytes = plan.role_bytes(backend.device(), Role::Model);
-                let mut model = Model::load_planned(
-                    backend.clone(),
-                    file.clone(),
-                    hp.clone(),
-                    cfg.clone(),
-                    plan,
-                )?;
-                let prefix = source.take(depth, hp.n_vocab);
-                fill(&mut model, &prefix)?;
-                for &test in &tests {
-                    let n = test.tokens();
-                    let mut rates = Vec::with_capacity(reps);
-                    for _ in 0..reps {
-                        model.truncate(0, depth)?;
-                        let toks = source.take(n, hp.n_vocab);
-                        let t0 = Instant::now();
-                        match test {
-                            Test::Prompt(_) => fill(&mut model, &toks)?,
-                            Test::Gen(_) => {
-                                for t in &toks {
-                                    model.forward(0, std::slice::from_ref(t), false)?;
+        let mut source = TokenSource(0x5eed);
+        for &type_k in &types_k {
+            for &type_v in &types_v {
+                for &depth in &depths {
+                    let longest = tests.iter().map(|t| t.tokens()).max().unwrap_or(0);
+                    let cfg = RunConfig {
+                        n_ctx: depth + longest,
+                        type_k,
+                        type_v,
+                        ..base_cfg.clone()
+                    }
+                    .validated()?;
+                    let plan = plan_memory(backend.as_ref(), &file, &hp, &cfg)?;
+                    let weight_bytes = plan.role_bytes(backend.device(), Role::Model);
+                    let mut model = Model::load_planned(
+                        backend.clone(),
+                        file.clone(),
+                        hp.clone(),
+                        cfg.clone(),
+                        plan,
+                    )?;
+                    // Warm-up, untimed (like llama-bench's): one prefill batch and one decode
+                    // step run every kernel once, so first-use costs (CUDA kernel compilation
+                    // and loading, page faults of the weights) stay out of the timings.
+                    let warm = source.take(17, hp.n_vocab);
+                    fill(&mut model, &warm[..16])?;
+                    model.forward(0, &warm[16..], false)?;
+                    model.truncate(0, 0)?;
+                    let _ = backend.profile_report();
+                    let prefix = source.take(depth, hp.n_vocab);
+                    fill(&mut model, &prefix)?;
+                    for &test in &tests {
+                        let n = test.tokens();
+                        let mut rates = Vec::with_capacity(reps);
+                        for _ in 0..reps {
+                            model.truncate(0, depth)?;
+                            let toks = source.take(n, hp.n_vocab);
+                            let t0 = Instant::now();
+                            match test {
+                                Test::Prompt(_) => fill(&mut model, &toks)?,
+                                Test::Gen(_) => {
+                                    for t in &toks {
+                                        model.forward(0, std::slice::from_ref(t), false)?;
+                                    }
                                 }
                             }
+                            rates.push(n as f64 / t0.elapsed().as_secs_f64());
                         }
-                        rates.push(n as f64 / t0.elapsed().as_secs_f64());
+                        if let Some(report) = backend.profile_report() {
+                            eprintln!(
+                                "{} device time per op ({reps} reps):\n{report}",
+                                test.name(depth)
+                            );
+                        }
+                        let (mean, std) = mean_std(&rates);
+                        // Bytes read per token of the test, averaged over its positions.
+                        let kv_avg = (depth..depth + n)
+                            .map(|p| kv_bytes_read(&hp, &cfg, p) as f64)
+                            .sum::<f64>()
+                            / n as f64;
+                        let per_token = match test {
+                            Test::Gen(_) => weight_bytes as f64 + kv_avg,
+                            Test::Prompt(_) => {
+                                let ubatches = n.div_ceil(cfg.n_ubatch) as f64;
+                                (weight_bytes as f64 * ubatches + kv_avg * n as f64) / n as f64
+                            }
+                        };
+                        println!(
+                            "| {} | {:.1} M | {} | {} | {} | {} | {} | {:.2} ± {:.2} | {:.1} |",
+                            model_name,
+                            n_params as f64 / 1e6,
+                            backend.device(),
+                            threads,
+                            type_k.name(),
+                            type_v.name(),
+                            test.name(depth),
+                            mean,
+                            std,
+                            mean * per_token / 1e9
+                        );
                     }
-                    let (mean, std) = mean_std(&rates);
-                    // Bytes read per token of the test, averaged over its positions.
-                    let kv_avg = (depth..depth + n)
-                        .map(|p| kv_bytes_read(&hp, &cfg, p) as f64)
-                        .sum::<f64>()
-                        / n as f64;
-                    let per_token = match test {
-                        Test::Gen(_) => weight_bytes as f64 + kv_avg,
-                        Test::Prompt(_) => {
-                            let ubatches = n.div_ceil(cfg.n_ubatch) as f64;
-                            (weight_bytes as f64 * ubatches + kv_avg * n as f64) / n as f64
-                        }
-                    };
-                    println!(
-                        "| {} | {:.1} M | CPU | {} | {} | {} | {} | {:.2} ± {:.2} | {:.1} |",
-                        model_name,
-                        n_params as f64 / 1e6,
-                        backend.n_threads(),
-                        type_k.name(),
-                        type_v.name(),
-                        test.name(depth),
-                        mean,
-                        std,
-                        mean * per_token / 1e9
-                    );
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

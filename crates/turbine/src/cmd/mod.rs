@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run(Args) -> anyhow::Result<()>`.
 pub mod bench;
 pub mod check_backend;
+pub mod device;
 pub mod inspect;
 pub mod perplexity;
 pub mod plan;

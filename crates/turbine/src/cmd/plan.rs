@@ -46,6 +46,16 @@ pub struct ModelArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
+    /// Layers on the GPU: 0 (CPU, the default) or `all` (also any N ≥ the layer count, or -1).
+    #[arg(
+        long = "n-gpu-layers",
+        visible_aliases = ["ngl", "gpu-layers"],
+        allow_hyphen_values = true
+    )]
+    pub n_gpu_layers: Option<String>,
+    /// CUDA device used with -ngl.
+    #[arg(long = "main-gpu", visible_alias = "mg", default_value_t = 0)]
+    pub main_gpu: usize,
 }
 
 impl ModelArgs {
@@ -153,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// llama.cpp's multi-letter single-dash flags, which clap cannot declare as short options.
-const LLAMA_FLAGS: [&str; 6] = ["ub", "np", "ctk", "ctv", "ngl", "fa"];
+const LLAMA_FLAGS: [&str; 7] = ["ub", "np", "ctk", "ctv", "ngl", "fa", "mg"];
 
 /// Rewrites `-ub 512` to `--ub 512` (and `-ub=512` to `--ub=512`) for the flags above, so
 /// llama-server command lines work unchanged. Everything else passes through.

@@ -8,9 +8,9 @@ use engine::{plan_engine, Generator, SamplerParams, StopReason};
 use models::{HParams, Model};
 use text::template::{ChatRequest, ChatTemplate};
 use text::tokenizer::{StreamDecoder, Tokenizer};
-use turbine_core::cpu::CpuBackend;
 use turbine_core::Backend;
 
+use super::device::{dispatch, BackendJob};
 use super::plan::{breakdown_lines, ModelArgs};
 
 #[derive(clap::Args)]
@@ -105,7 +105,53 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("the prompt is empty after tokenization");
     }
 
-    let backend = Arc::new(CpuBackend::new(a.threads())?);
+    let n_layer = hp.n_layer;
+    let job = GenerateJob {
+        args: &args,
+        file,
+        hp,
+        cfg,
+        tokenizer,
+        prompt,
+    };
+    dispatch(a, n_layer, job)
+}
+
+/// The generation itself, on whichever backend `-ngl` picked.
+struct GenerateJob<'a> {
+    args: &'a Args,
+    file: Arc<gguf::GgufFile>,
+    hp: HParams,
+    cfg: models::RunConfig,
+    tokenizer: Tokenizer,
+    prompt: Vec<u32>,
+}
+
+impl BackendJob for GenerateJob<'_> {
+    type Output = ();
+
+    fn run<B: Backend + 'static>(self, backend: Arc<B>) -> anyhow::Result<()> {
+        let GenerateJob {
+            args,
+            file,
+            hp,
+            cfg,
+            tokenizer,
+            prompt,
+        } = self;
+        generate(args, backend, file, hp, cfg, tokenizer, prompt)
+    }
+}
+
+fn generate<B: Backend + 'static>(
+    args: &Args,
+    backend: Arc<B>,
+    file: Arc<gguf::GgufFile>,
+    hp: HParams,
+    cfg: models::RunConfig,
+    tokenizer: Tokenizer,
+    prompt: Vec<u32>,
+) -> anyhow::Result<()> {
     let plan = plan_engine(backend.as_ref(), &file, &hp, &cfg)?;
     if args.show_plan {
         eprint!("{}", plan.table());
@@ -170,11 +216,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stats.prefill_tokens_per_s()
     );
     eprintln!(
-        "generated: {} tokens in {:.1} ms, {:.2} tok/s (decode, -t {})",
+        "generated: {} tokens in {:.1} ms, {:.2} tok/s (decode, {})",
         stats.generated,
         stats.decode_time.as_secs_f64() * 1e3,
         stats.decode_tokens_per_s(),
-        backend.n_threads()
+        if backend.host_visible() {
+            format!("-t {}", args.model.threads())
+        } else {
+            backend.label()
+        }
     );
     let why = match stats.stop {
         StopReason::EndOfGeneration(t) => format!("end of generation (token {t})"),
