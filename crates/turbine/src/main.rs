@@ -33,6 +33,8 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Check every CUDA op against the CPU reference (exits 0 with all skipped without a GPU).
     CheckBackend(cmd::check_backend::Args),
+    /// Write a random-weight GGUF model of a real architecture and shape (for measurements).
+    Synth(cmd::synth::Args),
 }
 
 fn main() {
@@ -46,6 +48,7 @@ fn main() {
         Command::Perplexity(args) => cmd::perplexity::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::CheckBackend(args) => cmd::check_backend::run(args),
+        Command::Synth(args) => cmd::synth::run(args),
     };
     if let Err(err) = result {
         // One line, the whole cause chain: users grep logs for it.

@@ -7,4 +7,5 @@ pub mod perplexity;
 pub mod plan;
 pub mod run;
 pub mod serve;
+pub mod synth;
 pub mod tokenize;
