@@ -232,6 +232,52 @@ fn silu_and_swiglu_match_f64() {
     }
 }
 
+/// Batch invariance of SwiGLU: a row's values are bit-identical whether it is activated alone
+/// or inside a large input that the pool splits at arbitrary element boundaries.
+#[test]
+fn swiglu_rows_are_identical_alone_and_in_a_split_batch() {
+    let mut rng = Rng::new(25);
+    // 17 000 values: three threads split at 5666 and 11333, inside 8-value vectors.
+    let row = 1000;
+    let rows = 17;
+    let x = rng.vec(rows * row, 4.0);
+    let up = rng.vec(rows * row, 1.0);
+    for path in available_paths() {
+        let one = Cpu::new(&CpuConfig {
+            n_threads: 1,
+            kernel_path: Some(path),
+        })
+        .unwrap();
+        let three = Cpu::new(&CpuConfig {
+            n_threads: 3,
+            kernel_path: Some(path),
+        })
+        .unwrap();
+        // Short slices (all tail, no full vector) against the same values inside a long one.
+        let mut long = x[..256].to_vec();
+        cpu::swiglu_inplace(&one, &mut long, &up[..256]).unwrap();
+        for start in 0..16 {
+            for len in 1..8 {
+                let mut short = x[start..start + len].to_vec();
+                cpu::swiglu_inplace(&one, &mut short, &up[start..start + len]).unwrap();
+                for (i, v) in short.iter().enumerate() {
+                    assert_eq!(v.to_bits(), long[start + i].to_bits(), "{path} {start}+{i}");
+                }
+            }
+        }
+        let mut batch = x.clone();
+        cpu::swiglu_inplace(&three, &mut batch, &up).unwrap();
+        for r in 0..rows {
+            let span = r * row..(r + 1) * row;
+            let mut alone = x[span.clone()].to_vec();
+            cpu::swiglu_inplace(&one, &mut alone, &up[span.clone()]).unwrap();
+            for (i, (a, b)) in alone.iter().zip(&batch[span]).enumerate() {
+                assert_eq!(a.to_bits(), b.to_bits(), "{path} row {r} value {i}");
+            }
+        }
+    }
+}
+
 #[test]
 fn gelu_and_geglu_follow_ggml_f16_table() {
     let mut rng = Rng::new(25);

@@ -104,7 +104,6 @@ pub fn geglu_inplace(cpu: &Cpu, gate: &mut [f32], up: &[f32]) -> Result<(), CpuE
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::silu_scalar;
     use crate::ops::simd_math::exp256;
     use crate::path::Avx2;
 
@@ -123,22 +122,48 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn silu_mul_impl(x: &mut [f32], up: Option<&[f32]>) {
         let n8 = x.len() / 8 * 8;
-        let one = _mm256_set1_ps(1.0);
         let p = x.as_mut_ptr();
         for i in (0..n8).step_by(8) {
             // SAFETY: i + 8 <= x.len() (and up.len()).
             unsafe {
-                let v = _mm256_loadu_ps(p.add(i));
-                let e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), v));
-                let mut s = _mm256_div_ps(v, _mm256_add_ps(one, e));
-                if let Some(u) = up {
-                    s = _mm256_mul_ps(s, _mm256_loadu_ps(u.as_ptr().add(i)));
-                }
-                _mm256_storeu_ps(p.add(i), s);
+                let u = up.map(|u| _mm256_loadu_ps(u.as_ptr().add(i)));
+                _mm256_storeu_ps(p.add(i), silu8(_mm256_loadu_ps(p.add(i)), u));
             }
         }
-        for i in n8..x.len() {
-            x[i] = silu_scalar(x[i]) * up.map_or(1.0, |u| u[i]);
+        // The last 1–7 values through the same vector code (padded), not a scalar `exp`:
+        // every value must come out the same wherever the pool's split puts it, so a row's
+        // result does not depend on how many rows share the call (batch invariance).
+        let rest = x.len() - n8;
+        if rest > 0 {
+            let mut xv = [0f32; 8];
+            let mut uv = [0f32; 8];
+            xv[..rest].copy_from_slice(&x[n8..]);
+            if let Some(u) = up {
+                uv[..rest].copy_from_slice(&u[n8..]);
+            }
+            // SAFETY: 8-value stack arrays.
+            unsafe {
+                let u = up.map(|_| _mm256_loadu_ps(uv.as_ptr()));
+                _mm256_storeu_ps(xv.as_mut_ptr(), silu8(_mm256_loadu_ps(xv.as_ptr()), u));
+            }
+            x[n8..].copy_from_slice(&xv[..rest]);
+        }
+    }
+
+    /// `silu(v)`, times `u` when given.
+    ///
+    /// # Safety
+    /// AVX2/FMA enabled in the caller.
+    #[inline(always)]
+    unsafe fn silu8(v: __m256, u: Option<__m256>) -> __m256 {
+        // SAFETY: per the function contract.
+        unsafe {
+            let e = exp256(_mm256_sub_ps(_mm256_setzero_ps(), v));
+            let s = _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0), e));
+            match u {
+                Some(u) => _mm256_mul_ps(s, u),
+                None => s,
+            }
         }
     }
 }
