@@ -14,6 +14,7 @@ use formats::GgmlType;
 use crate::alloc_log::AllocationLog;
 use crate::error::CoreError;
 use crate::host_bytes::HostBytes;
+use crate::hybrid::{DeltaNetParams, DeltaNetWeights, MoeExperts, MoeParams, MoeShape};
 use crate::memory::DeviceMemory;
 use crate::plan::BufferSpec;
 
@@ -269,6 +270,101 @@ pub trait Backend: Send + Sync {
         out: &mut Self::Buffer,
         workspace: &mut Self::Buffer,
     ) -> Result<(), CoreError>;
+
+    // ---- hybrid / MoE families (qwen3moe, qwen35, qwen35moe) ----------------------------
+    // Default implementations say the op is missing, so a backend compiles before it has them.
+
+    fn not_implemented(&self, op: &'static str) -> CoreError {
+        CoreError::NotImplemented {
+            op,
+            backend: self.device().to_string(),
+        }
+    }
+
+    /// Workspace bytes of one [`Backend::moe_ffn`] call of `shape`.
+    fn moe_workspace_bytes(&self, _shape: &MoeShape) -> u64 {
+        0
+    }
+
+    /// Mixture-of-experts SwiGLU FFN, accumulated into `out`:
+    /// `out[r] += Σ_{e ∈ top-k(softmax(logits[r]))} w_e · down_e(silu(gate_e x[r]) · up_e x[r])`.
+    /// `x`: `rows × n_embd`; `logits`: `rows × n_expert` (the router's output). Reads only the
+    /// selected experts' weights. `scratch` is the matmul scratch (sized over the expert
+    /// weights too).
+    #[allow(clippy::too_many_arguments)]
+    fn moe_ffn(
+        &self,
+        _x: &Self::Buffer,
+        _rows: usize,
+        _logits: &Self::Buffer,
+        _experts: &MoeExperts<'_, Self::Weight>,
+        _params: &MoeParams,
+        _out: &mut Self::Buffer,
+        _workspace: &mut Self::Buffer,
+        _scratch: &mut Self::Buffer,
+    ) -> Result<(), CoreError> {
+        Err(self.not_implemented("moe_ffn"))
+    }
+
+    /// Gated DeltaNet core of recurrent layer `layer` (index among the recurrent layers) for
+    /// the rows `rows` (sequence, position; a sequence's rows in position order): causal conv1d
+    /// and SiLU over `qkv` (`rows × conv_channels`, in place, conv state updated), L2-normed
+    /// q/k, gates `g = a · softplus(alpha + dt_bias)`, `β = sigmoid(beta)`, and the delta rule
+    /// `S ← e^g S; S ← S + k (β (v − Sᵀk))ᵀ; o = Sᵀ q / √d_k` per value head, state updated.
+    /// Shapes: `alpha`, `beta` are `rows × n_v_heads`; `out` is `rows × n_v_heads ×
+    /// head_v_dim`.
+    #[allow(clippy::too_many_arguments)]
+    fn delta_net(
+        &self,
+        _params: &DeltaNetParams,
+        _layer: usize,
+        _rows: &[TokenPos],
+        _weights: &DeltaNetWeights<'_, Self::Weight>,
+        _qkv: &mut Self::Buffer,
+        _alpha: &Self::Buffer,
+        _beta: &Self::Buffer,
+        _state: &mut Self::Buffer,
+        _out: &mut Self::Buffer,
+    ) -> Result<(), CoreError> {
+        Err(self.not_implemented("delta_net"))
+    }
+
+    /// Zeroes the recurrent state of `seq` in every layer (a new or reset sequence).
+    fn recurrent_reset(
+        &self,
+        _params: &DeltaNetParams,
+        _state: &mut Self::Buffer,
+        _seq: usize,
+    ) -> Result<(), CoreError> {
+        Err(self.not_implemented("recurrent_reset"))
+    }
+
+    /// Splits the output of a gated query projection, `rows × n_head × [q (head_dim) | gate
+    /// (head_dim)]`, into `q` and `gate` (`rows × n_head × head_dim` each).
+    fn split_q_gate(
+        &self,
+        _qg: &Self::Buffer,
+        _rows: usize,
+        _n_head: usize,
+        _head_dim: usize,
+        _q: &mut Self::Buffer,
+        _gate: &mut Self::Buffer,
+    ) -> Result<(), CoreError> {
+        Err(self.not_implemented("split_q_gate"))
+    }
+
+    /// `x[r][i] *= sigmoid(gate[r][i])` for `rows` rows of `width`; with `gate_width == 1`
+    /// one gate value scales the whole row.
+    fn sigmoid_mul(
+        &self,
+        _x: &mut Self::Buffer,
+        _gate: &Self::Buffer,
+        _rows: usize,
+        _width: usize,
+        _gate_width: usize,
+    ) -> Result<(), CoreError> {
+        Err(self.not_implemented("sigmoid_mul"))
+    }
 
     /// Copies `dst.len()` floats starting at float `offset` of `buf` to the host.
     fn read(&self, buf: &Self::Buffer, offset: usize, dst: &mut [f32]) -> Result<(), CoreError>;

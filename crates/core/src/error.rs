@@ -26,4 +26,8 @@ pub enum CoreError {
     Kernel(String),
     #[error("{0}")]
     Shape(String),
+    /// An operation this backend does not implement yet (new model families land on the CPU
+    /// first).
+    #[error("{op} is not implemented on the {backend} backend yet")]
+    NotImplemented { op: &'static str, backend: String },
 }

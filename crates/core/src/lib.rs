@@ -11,6 +11,7 @@ pub mod backend;
 pub mod cpu;
 pub mod error;
 pub mod host_bytes;
+pub mod hybrid;
 pub mod memory;
 pub mod plan;
 
@@ -20,5 +21,6 @@ pub use backend::{
 };
 pub use error::CoreError;
 pub use host_bytes::HostBytes;
+pub use hybrid::{DeltaNetParams, DeltaNetWeights, MoeExperts, MoeParams, MoeShape};
 pub use memory::{mib, DeviceMemory};
 pub use plan::{BufferSpec, MemoryPlan, Role};

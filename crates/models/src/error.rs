@@ -4,7 +4,7 @@ use turbine_core::CoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("architecture `{0}` is not supported (supported: llama, qwen2, qwen3, gemma3)")]
+    #[error("architecture `{0}` is not supported (supported: llama, qwen2, qwen3, gemma3, qwen3moe, qwen35, qwen35moe)")]
     UnsupportedArch(String),
     #[error("GGUF metadata key `{0}` is missing")]
     MissingKey(String),

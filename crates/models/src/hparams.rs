@@ -1,7 +1,7 @@
 //! Hyperparameters from GGUF metadata (`{arch}.*` keys), validated with clear errors.
 
 use gguf::{GgufFile, Metadata, Value};
-use turbine_core::RopeParams;
+use turbine_core::{DeltaNetParams, MoeParams, RopeParams};
 
 use crate::error::{ModelError, Result};
 
@@ -12,6 +12,12 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Gemma3,
+    /// Qwen3 with a mixture-of-experts FFN.
+    Qwen3Moe,
+    /// Qwen3.5 dense: Gated DeltaNet layers with every n-th layer gated full attention.
+    Qwen35,
+    /// Qwen3.5 with a mixture-of-experts FFN and a gated shared expert.
+    Qwen35Moe,
 }
 
 impl Arch {
@@ -21,6 +27,9 @@ impl Arch {
             "qwen2" => Arch::Qwen2,
             "qwen3" => Arch::Qwen3,
             "gemma3" => Arch::Gemma3,
+            "qwen3moe" => Arch::Qwen3Moe,
+            "qwen35" => Arch::Qwen35,
+            "qwen35moe" => Arch::Qwen35Moe,
             other => return Err(ModelError::UnsupportedArch(other.to_string())),
         })
     }
@@ -31,7 +40,73 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Gemma3 => "gemma3",
+            Arch::Qwen3Moe => "qwen3moe",
+            Arch::Qwen35 => "qwen35",
+            Arch::Qwen35Moe => "qwen35moe",
         }
+    }
+
+    /// Families whose FFN is a mixture of experts.
+    pub fn is_moe(self) -> bool {
+        matches!(self, Arch::Qwen3Moe | Arch::Qwen35Moe)
+    }
+
+    /// Qwen3.5 families: Gated DeltaNet layers, gated attention, `post_attention_norm` as the
+    /// FFN norm.
+    pub fn is_qwen35(self) -> bool {
+        matches!(self, Arch::Qwen35 | Arch::Qwen35Moe)
+    }
+}
+
+/// Mixture-of-experts hyperparameters (`{arch}.expert_*`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MoeHParams {
+    pub n_expert: usize,
+    pub n_expert_used: usize,
+    pub n_ff_exp: usize,
+    /// Shared expert width (`expert_shared_feed_forward_length`); 0 for none.
+    pub n_ff_shexp: usize,
+    pub norm_topk: bool,
+    pub weights_scale: f32,
+}
+
+impl MoeHParams {
+    pub fn params(&self) -> MoeParams {
+        MoeParams {
+            n_expert: self.n_expert,
+            n_expert_used: self.n_expert_used,
+            n_ff_exp: self.n_ff_exp,
+            norm_topk: self.norm_topk,
+            weights_scale: self.weights_scale,
+        }
+    }
+}
+
+/// Gated DeltaNet hyperparameters (`{arch}.ssm.*`, `{arch}.full_attention_interval`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SsmHParams {
+    pub d_conv: usize,
+    /// `n_v_heads × head_v_dim`.
+    pub d_inner: usize,
+    /// Key head size.
+    pub d_state: usize,
+    pub n_v_heads: usize,
+    pub n_k_heads: usize,
+    /// Layer `il` is full attention when `(il + 1) % interval == 0`, else recurrent.
+    pub full_attention_interval: usize,
+}
+
+impl SsmHParams {
+    pub fn head_v_dim(&self) -> usize {
+        self.d_inner / self.n_v_heads
+    }
+
+    pub fn key_dim(&self) -> usize {
+        self.n_k_heads * self.d_state
+    }
+
+    pub fn conv_channels(&self) -> usize {
+        2 * self.key_dim() + self.d_inner
     }
 }
 
@@ -73,6 +148,11 @@ pub struct HParams {
     pub embed_scale: Option<f32>,
     /// `c·tanh(logits/c)` on the output.
     pub final_softcap: Option<f32>,
+    pub moe: Option<MoeHParams>,
+    pub ssm: Option<SsmHParams>,
+    /// The query projection also yields a per-head output gate (`x · sigmoid(gate)` after
+    /// attention): qwen35, qwen35moe.
+    pub attn_output_gate: bool,
 }
 
 /// Typed access to `{arch}.{suffix}` keys with errors that name the key.
@@ -181,7 +261,12 @@ impl HParams {
 
         let n_layer = k.count("block_count")?;
         let n_embd = k.count("embedding_length")?;
-        let n_ff = k.count("feed_forward_length")?;
+        // MoE families may have no dense FFN width (qwen35moe has none).
+        let n_ff = if arch.is_moe() {
+            k.opt_usize("feed_forward_length")?.unwrap_or(0)
+        } else {
+            k.count("feed_forward_length")?
+        };
         let n_head = k.count("attention.head_count")?;
         let n_head_kv = k.opt_usize("attention.head_count_kv")?.unwrap_or(n_head);
         if n_head_kv == 0 || n_head % n_head_kv != 0 {
@@ -266,7 +351,16 @@ impl HParams {
             attn_scale: 1.0 / (head_dim_k as f32).sqrt(),
             embed_scale: None,
             final_softcap: None,
+            moe: None,
+            ssm: None,
+            attn_output_gate: arch.is_qwen35(),
         };
+        if arch.is_moe() {
+            hp.moe = Some(moe_hparams(&k, n_ff)?);
+        }
+        if arch.is_qwen35() {
+            hp.ssm = Some(ssm_hparams(&k, n_layer)?);
+        }
 
         if arch == Arch::Gemma3 {
             // llama.cpp's gemma3 rules: every 6th layer is global, local layers use RoPE base
@@ -322,10 +416,138 @@ impl HParams {
         }
     }
 
+    /// True if layer `il` is a Gated DeltaNet (recurrent) layer rather than attention.
+    pub fn is_recurrent(&self, il: usize) -> bool {
+        match &self.ssm {
+            Some(s) => !(il + 1).is_multiple_of(s.full_attention_interval),
+            None => false,
+        }
+    }
+
+    /// Index of layer `il` among the attention layers (its KV cache layer), `None` for a
+    /// recurrent layer.
+    pub fn kv_layer(&self, il: usize) -> Option<usize> {
+        if self.is_recurrent(il) {
+            None
+        } else {
+            Some((0..il).filter(|&l| !self.is_recurrent(l)).count())
+        }
+    }
+
+    /// Index of layer `il` among the recurrent layers (its state slot).
+    pub fn recurrent_layer(&self, il: usize) -> Option<usize> {
+        if self.is_recurrent(il) {
+            Some((0..il).filter(|&l| self.is_recurrent(l)).count())
+        } else {
+            None
+        }
+    }
+
+    /// Layers with a KV cache.
+    pub fn n_attn_layers(&self) -> usize {
+        (0..self.n_layer).filter(|&l| !self.is_recurrent(l)).count()
+    }
+
+    pub fn n_recurrent_layers(&self) -> usize {
+        self.n_layer - self.n_attn_layers()
+    }
+
+    /// The DeltaNet geometry for `n_seq` sequences (`None` without recurrent layers).
+    pub fn delta_net(&self, n_seq: usize) -> Option<DeltaNetParams> {
+        let s = self.ssm.as_ref()?;
+        Some(DeltaNetParams {
+            n_k_heads: s.n_k_heads,
+            n_v_heads: s.n_v_heads,
+            head_k_dim: s.d_state,
+            head_v_dim: s.head_v_dim(),
+            d_conv: s.d_conv,
+            n_layers: self.n_recurrent_layers(),
+            n_seq,
+        })
+    }
+
     /// The `general.architecture` name.
     pub fn arch_name(&self) -> &'static str {
         self.arch.name()
     }
+}
+
+fn moe_hparams(k: &Keys<'_>, n_ff: usize) -> Result<MoeHParams> {
+    let n_expert = k.count("expert_count")?;
+    let n_expert_used = k.count("expert_used_count")?;
+    if n_expert_used > n_expert {
+        return Err(ModelError::BadValue {
+            key: k.key("expert_used_count"),
+            reason: format!("{n_expert_used} exceeds the {n_expert} experts"),
+        });
+    }
+    // llama.cpp's fallback when the key is absent: n_ff / n_expert_used.
+    let n_ff_exp = match k.opt_usize("expert_feed_forward_length")? {
+        Some(n) if n > 0 => n,
+        _ if n_ff > 0 => n_ff / n_expert_used,
+        _ => return Err(ModelError::MissingKey(k.key("expert_feed_forward_length"))),
+    };
+    let n_ff_shexp = k
+        .opt_usize("expert_shared_feed_forward_length")?
+        .unwrap_or(0);
+    // 1 = softmax (the only gating these families use), 2 = sigmoid.
+    if let Some(g) = k.opt_usize("expert_gating_func")? {
+        if g != 1 {
+            return Err(ModelError::BadValue {
+                key: k.key("expert_gating_func"),
+                reason: format!("gating function {g} is not supported (only softmax, 1)"),
+            });
+        }
+    }
+    let norm_topk = match k.md.get(&k.key("expert_weights_norm")) {
+        None => true,
+        Some(v) => {
+            k.md.get_bool(&k.key("expert_weights_norm"))
+                .ok_or_else(|| k.bad(&k.key("expert_weights_norm"), v, "a bool"))?
+        }
+    };
+    let weights_scale = match k.opt_f32("expert_weights_scale")? {
+        Some(s) if s != 0.0 => s,
+        _ => 1.0,
+    };
+    Ok(MoeHParams {
+        n_expert,
+        n_expert_used,
+        n_ff_exp,
+        n_ff_shexp,
+        norm_topk,
+        weights_scale,
+    })
+}
+
+fn ssm_hparams(k: &Keys<'_>, n_layer: usize) -> Result<SsmHParams> {
+    let s = SsmHParams {
+        d_conv: k.count("ssm.conv_kernel")?,
+        d_inner: k.count("ssm.inner_size")?,
+        d_state: k.count("ssm.state_size")?,
+        n_v_heads: k.count("ssm.time_step_rank")?,
+        n_k_heads: k.count("ssm.group_count")?,
+        full_attention_interval: k.opt_usize("full_attention_interval")?.unwrap_or(4),
+    };
+    if s.full_attention_interval == 0 || s.full_attention_interval > n_layer.max(1) {
+        return Err(ModelError::BadValue {
+            key: k.key("full_attention_interval"),
+            reason: format!(
+                "{} must be between 1 and the {n_layer} layers",
+                s.full_attention_interval
+            ),
+        });
+    }
+    if !s.n_v_heads.is_multiple_of(s.n_k_heads) || !s.d_inner.is_multiple_of(s.n_v_heads) {
+        return Err(ModelError::BadValue {
+            key: k.key("ssm.time_step_rank"),
+            reason: format!(
+                "{} value heads must be a multiple of {} key heads and divide the inner size {}",
+                s.n_v_heads, s.n_k_heads, s.d_inner
+            ),
+        });
+    }
+    Ok(s)
 }
 
 /// `rope.scaling.type` / `rope.scaling.factor` (or the older `rope.scale_linear`) to a linear

@@ -8,7 +8,7 @@ use turbine_core::{Backend, BufferSpec, MemoryPlan, Role, TokenPos};
 
 use crate::config::RunConfig;
 use crate::error::{ModelError, Result};
-use crate::forward::{forward, Activations, Step};
+use crate::forward::{forward, Activations, ExtraActivations, Step};
 use crate::hparams::HParams;
 use crate::plan::{kv_spec, names, plan_memory};
 use crate::weights::Weights;
@@ -89,6 +89,27 @@ impl<B: Backend> Model<B> {
             logits: alloc(names::LOGITS)?,
             scratch: alloc(names::MATMUL_SCRATCH)?,
             workspace: alloc(names::ATTN_WORKSPACE)?,
+            extra: {
+                let opt = |name: &str| -> Result<Option<B::Buffer>> {
+                    match plan.get(name) {
+                        Some(spec) => Ok(Some(b.alloc(spec)?)),
+                        None => Ok(None),
+                    }
+                };
+                ExtraActivations {
+                    qg: opt(names::QG)?,
+                    attn_gate: opt(names::ATTN_GATE)?,
+                    ssm_qkv: opt(names::SSM_QKV)?,
+                    ssm_z: opt(names::SSM_Z)?,
+                    ssm_alpha: opt(names::SSM_ALPHA)?,
+                    ssm_beta: opt(names::SSM_BETA)?,
+                    ssm_out: opt(names::SSM_OUT)?,
+                    router: opt(names::ROUTER)?,
+                    shexp_gate: opt(names::SHEXP_GATE)?,
+                    moe_workspace: opt(names::MOE_WORKSPACE)?,
+                    recurrent: opt(names::RECURRENT)?,
+                }
+            },
         };
         let max_rows = cfg.max_rows();
         let positions: Vec<i32> = Vec::with_capacity(max_rows);
@@ -170,14 +191,34 @@ impl<B: Backend> Model<B> {
         self.cfg.n_ctx / self.cfg.n_seq
     }
 
+    /// True if [`Model::truncate`] can keep a prefix: not for models with recurrent layers,
+    /// whose state summarises the whole sequence (those can only be cleared, `from == 0`, or
+    /// kept whole).
+    pub fn can_truncate_prefix(&self) -> bool {
+        self.hp.ssm.is_none()
+    }
+
     /// Forgets the cached tokens of `seq` from position `from` on.
     pub fn truncate(&mut self, seq: usize, from: usize) -> Result<()> {
-        let len = self
+        let len = *self
             .seq_lens
-            .get_mut(seq)
+            .get(seq)
             .ok_or_else(|| ModelError::Config(format!("sequence {seq} out of range")))?;
+        if let Some(dn) = self.hp.delta_net(self.cfg.n_seq) {
+            if from > 0 && from < len {
+                return Err(ModelError::Config(format!(
+                    "sequence {seq}: a recurrent model cannot rewind from {len} to {from} tokens \
+                     (only clear it, or keep it whole)"
+                )));
+            }
+            if from == 0 {
+                if let Some(state) = self.act.extra.recurrent.as_mut() {
+                    self.backend.recurrent_reset(&dn, state, seq)?;
+                }
+            }
+        }
         self.backend.kv_truncate(&mut self.kv, seq, from)?;
-        *len = (*len).min(from);
+        self.seq_lens[seq] = len.min(from);
         Ok(())
     }
 
@@ -296,6 +337,7 @@ impl<B: Backend> Model<B> {
     fn run(&mut self, n_out: usize) -> Result<()> {
         let b = self.backend.as_ref();
         let mut result = Ok(());
+        let mut forward_ran = false;
         for seq in 0..self.seq_next.len() {
             if self.seq_next[seq] > self.seq_lens[seq] {
                 if let Err(e) = b.kv_reserve(&mut self.kv, seq, self.seq_next[seq]) {
@@ -310,7 +352,9 @@ impl<B: Backend> Model<B> {
                 rows: &self.rows,
                 positions: &self.positions,
                 n_out,
+                n_seq: self.cfg.n_seq,
             };
+            forward_ran = true;
             result = forward(
                 b,
                 &self.hp,
@@ -322,10 +366,21 @@ impl<B: Backend> Model<B> {
         }
         if let Err(e) = result {
             // Whatever was reserved or written for these positions is not part of the
-            // sequences.
+            // sequences. A recurrent state may already have absorbed some of the rows and
+            // cannot be rewound: those sequences are cleared instead.
+            let recurrent = self.hp.delta_net(self.cfg.n_seq).filter(|_| forward_ran);
             for seq in 0..self.seq_next.len() {
                 if self.seq_next[seq] > self.seq_lens[seq] {
-                    let _ = b.kv_truncate(&mut self.kv, seq, self.seq_lens[seq]);
+                    match (&recurrent, self.act.extra.recurrent.as_mut()) {
+                        (Some(dn), Some(state)) => {
+                            let _ = b.recurrent_reset(dn, state, seq);
+                            let _ = b.kv_truncate(&mut self.kv, seq, 0);
+                            self.seq_lens[seq] = 0;
+                        }
+                        _ => {
+                            let _ = b.kv_truncate(&mut self.kv, seq, self.seq_lens[seq]);
+                        }
+                    }
                 }
             }
             self.logit_rows = 0;

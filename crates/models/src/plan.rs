@@ -8,7 +8,7 @@
 
 use formats::GgmlType;
 use gguf::GgufFile;
-use turbine_core::{AttnShape, Backend, KvLayerShape, KvSpec, MemoryPlan, Role};
+use turbine_core::{AttnShape, Backend, KvLayerShape, KvSpec, MemoryPlan, MoeShape, Role};
 
 use crate::config::RunConfig;
 use crate::error::{ModelError, Result};
@@ -40,12 +40,33 @@ pub mod names {
     /// Per-sequence bookkeeping of a batch (next length, a flag).
     pub const SEQS: &str = "host.seqs";
     pub const HOST_LOGITS: &str = "host.logits";
+    /// Gated attention: the query projection's output, `n_head × [q | gate]`.
+    pub const QG: &str = "act.qg";
+    /// Gated attention: the output gate split from `act.qg`.
+    pub const ATTN_GATE: &str = "act.attn_gate";
+    /// DeltaNet: Q, K, V before and after the conv.
+    pub const SSM_QKV: &str = "act.ssm_qkv";
+    /// DeltaNet: the output gate z, then the gated, normed output.
+    pub const SSM_Z: &str = "act.ssm_z";
+    pub const SSM_ALPHA: &str = "act.ssm_alpha";
+    pub const SSM_BETA: &str = "act.ssm_beta";
+    /// DeltaNet: the delta-rule output before the gated norm.
+    pub const SSM_OUT: &str = "act.ssm_out";
+    /// MoE router logits: rows × n_expert.
+    pub const ROUTER: &str = "act.router";
+    /// Shared-expert gate logit: rows × 1.
+    pub const SHEXP_GATE: &str = "act.shexp_gate";
+    pub const MOE_WORKSPACE: &str = "moe.workspace";
+    /// Recurrent (DeltaNet) state of every sequence: conv windows and delta-rule matrices.
+    pub const RECURRENT: &str = "recurrent";
 }
 
-/// The KV cache geometry of `hp` under `cfg`.
+/// The KV cache geometry of `hp` under `cfg`: one cache layer per attention layer (recurrent
+/// layers keep no KV; layer `il` is cache layer [`HParams::kv_layer`]).
 pub fn kv_spec(hp: &HParams, cfg: &RunConfig) -> KvSpec {
     KvSpec {
         layers: (0..hp.n_layer)
+            .filter(|&il| !hp.is_recurrent(il))
             .map(|il| KvLayerShape {
                 n_head_kv: hp.n_head_kv,
                 head_dim_k: hp.head_dim_k,
@@ -89,7 +110,15 @@ pub fn plan_memory<B: Backend>(
             .tensor(&d.name)
             .ok_or_else(|| ModelError::MissingTensor(d.name.clone()))?;
         weight_bytes += backend.weight_bytes(t.ty, t.n_elements());
-        if t.dims.len() == 2 && d.name != "token_embd.weight" {
+        // Matrices, 3-D expert stacks (one matmul per expert), and the 1-D shared-expert gate
+        // (a matmul with one output).
+        let is_matmul = match t.dims.len() {
+            2 => d.name != "token_embd.weight",
+            3 => true,
+            1 => d.name.ends_with("ffn_gate_inp_shexp.weight"),
+            _ => false,
+        };
+        if is_matmul {
             matmuls.push((t.ty, t.dims[0] as usize));
         }
     }
@@ -117,7 +146,7 @@ pub fn plan_memory<B: Backend>(
         kv_bytes,
         format!(
             "{} layers × {} cells × {} KV heads × (K {} [{}] + V {} [{}])",
-            hp.n_layer,
+            kv.layers.len(),
             cfg.n_ctx,
             hp.n_head_kv,
             cfg.type_k.name(),
@@ -127,6 +156,25 @@ pub fn plan_memory<B: Backend>(
         ),
     )?;
 
+    if let Some(dn) = hp.delta_net(cfg.n_seq) {
+        plan.add(
+            names::RECURRENT,
+            &dev,
+            Role::Context,
+            dn.state_bytes(),
+            format!(
+                "{} recurrent layers × {} seqs × ({} conv × {} channels + {} heads × {} × {}) × 4 B",
+                dn.n_layers,
+                dn.n_seq,
+                dn.d_conv - 1,
+                dn.conv_channels(),
+                dn.n_v_heads,
+                dn.head_k_dim,
+                dn.head_v_dim
+            ),
+        )?;
+    }
+
     // ---- compute ----
     let rows = cfg.max_rows();
     let out_rows = cfg.max_output_rows();
@@ -134,16 +182,34 @@ pub fn plan_memory<B: Backend>(
     let kv_k = hp.n_head_kv * hp.head_dim_k;
     let kv_v = hp.n_head_kv * hp.head_dim_v;
     let attn_dim = hp.n_head * hp.head_dim_v;
-    let acts: [(&str, usize, &str); 8] = [
+    let ffn_w = hp.n_ff.max(hp.moe.map_or(0, |m| m.n_ff_shexp));
+    let mut acts: Vec<(&str, usize, &str)> = vec![
         (names::X, hp.n_embd, "n_embd"),
         (names::XN, hp.n_embd, "n_embd"),
         (names::Q, q_dim, "n_head × head_dim_k"),
         (names::K, kv_k, "n_head_kv × head_dim_k"),
         (names::V, kv_v, "n_head_kv × head_dim_v"),
         (names::ATTN, attn_dim, "n_head × head_dim_v"),
-        (names::GATE, hp.n_ff, "n_ff"),
-        (names::UP, hp.n_ff, "n_ff"),
+        (names::GATE, ffn_w, "max(n_ff, n_ff_shexp)"),
+        (names::UP, ffn_w, "max(n_ff, n_ff_shexp)"),
     ];
+    if hp.attn_output_gate {
+        acts.push((names::QG, 2 * q_dim, "n_head × 2 × head_dim_k"));
+        acts.push((names::ATTN_GATE, q_dim, "n_head × head_dim_k"));
+    }
+    if let Some(s) = &hp.ssm {
+        acts.push((names::SSM_QKV, s.conv_channels(), "conv channels"));
+        acts.push((names::SSM_Z, s.d_inner, "d_inner"));
+        acts.push((names::SSM_ALPHA, s.n_v_heads, "value heads"));
+        acts.push((names::SSM_BETA, s.n_v_heads, "value heads"));
+        acts.push((names::SSM_OUT, s.d_inner, "d_inner"));
+    }
+    if let Some(m) = &hp.moe {
+        acts.push((names::ROUTER, m.n_expert, "n_expert"));
+        if m.n_ff_shexp > 0 {
+            acts.push((names::SHEXP_GATE, 1, "1"));
+        }
+    }
     for (name, width, what) in acts {
         plan.add(
             name,
@@ -199,6 +265,27 @@ pub fn plan_memory<B: Backend>(
         format!("max over row classes {classes:?} of the backend formula"),
     )?;
 
+    if let Some(m) = &hp.moe {
+        let mut moe_ws = 0u64;
+        for &r in &classes {
+            let shape = MoeShape {
+                rows: r,
+                n_embd: hp.n_embd,
+                n_ff_exp: m.n_ff_exp,
+                n_expert: m.n_expert,
+                n_expert_used: m.n_expert_used,
+            };
+            moe_ws = moe_ws.max(backend.moe_workspace_bytes(&shape));
+        }
+        plan.add(
+            names::MOE_WORKSPACE,
+            &dev,
+            Role::Compute,
+            moe_ws,
+            format!("max over row classes {classes:?} of the backend formula (no context term)"),
+        )?;
+    }
+
     let host = backend.host_device().to_string();
     plan.add(
         names::POSITIONS,
@@ -252,6 +339,8 @@ pub fn plan_memory<B: Backend>(
 /// attention workspaces are per-worker tiles; the context only sizes the KV cache, which is
 /// `context`, not `compute`. A backend whose attention keeps per-key scores would add
 /// `rows × n_head × (n_ctx_large − n_ctx_small) × 4` here, and the test would show it.
+/// Recurrent (DeltaNet) layers add nothing either: their state is `context` and sized by
+/// sequences, and the MoE workspace by rows.
 pub fn context_growth_allowance(_hp: &HParams, _n_ctx_small: usize, _n_ctx_large: usize) -> u64 {
     0
 }

@@ -2,8 +2,11 @@
 //! kernels on one persistent pool of `-t` threads, and the `kvcache` crate's paged cache.
 
 mod buffer;
+mod deltanet;
 mod exec;
+mod gated;
 mod kv;
+mod moe;
 mod weight;
 
 pub use buffer::CpuBuffer;
@@ -18,6 +21,7 @@ use crate::alloc_log::AllocationLog;
 use crate::backend::{AttnParams, AttnShape, Backend, GluActivation, KvSpec, RopeParams, TokenPos};
 use crate::error::CoreError;
 use crate::host_bytes::HostBytes;
+use crate::hybrid::{DeltaNetParams, DeltaNetWeights, MoeExperts, MoeParams, MoeShape};
 use crate::memory::{host_memory, DeviceMemory};
 use crate::plan::{BufferSpec, Role};
 use exec::PoolExecutor;
@@ -350,6 +354,122 @@ impl Backend for CpuBackend {
                 workspace.f32_mut(),
             )
             .map_err(kv_err)
+    }
+
+    fn moe_workspace_bytes(&self, shape: &MoeShape) -> u64 {
+        moe::moe_workspace_floats(shape) as u64 * 4
+    }
+
+    fn moe_ffn(
+        &self,
+        x: &CpuBuffer,
+        rows: usize,
+        logits: &CpuBuffer,
+        experts: &MoeExperts<'_, CpuWeight>,
+        params: &MoeParams,
+        out: &mut CpuBuffer,
+        workspace: &mut CpuBuffer,
+        scratch: &mut CpuBuffer,
+    ) -> Result<(), CoreError> {
+        let n_embd = experts.gate.row_len;
+        moe::moe_ffn(
+            &self.cpu,
+            x.f32_prefix(rows * n_embd)?,
+            rows,
+            n_embd,
+            logits.f32_prefix(rows * params.n_expert)?,
+            experts.gate,
+            experts.up,
+            experts.down,
+            params,
+            out.f32_prefix_mut(rows * n_embd)?,
+            workspace.f32_mut(),
+            scratch.as_bytes_mut(),
+        )
+    }
+
+    fn delta_net(
+        &self,
+        params: &DeltaNetParams,
+        layer: usize,
+        rows: &[TokenPos],
+        weights: &DeltaNetWeights<'_, CpuWeight>,
+        qkv: &mut CpuBuffer,
+        alpha: &CpuBuffer,
+        beta: &CpuBuffer,
+        state: &mut CpuBuffer,
+        out: &mut CpuBuffer,
+    ) -> Result<(), CoreError> {
+        let n = rows.len();
+        let st = state.f32_mut();
+        deltanet::check(params, layer, rows, st.len())?;
+        let qkv = qkv.f32_prefix_mut(n * params.conv_channels())?;
+        deltanet::conv(
+            &self.cpu,
+            params,
+            layer,
+            rows,
+            weights.conv1d.f32_values()?,
+            qkv,
+            st,
+        )?;
+        deltanet::delta_rule(
+            &self.cpu,
+            params,
+            layer,
+            rows,
+            qkv,
+            alpha.f32_prefix(n * params.n_v_heads)?,
+            beta.f32_prefix(n * params.n_v_heads)?,
+            weights.dt_bias.f32_values()?,
+            weights.a.f32_values()?,
+            st,
+            out.f32_prefix_mut(n * params.n_v_heads * params.head_v_dim)?,
+        )
+    }
+
+    fn recurrent_reset(
+        &self,
+        params: &DeltaNetParams,
+        state: &mut CpuBuffer,
+        seq: usize,
+    ) -> Result<(), CoreError> {
+        deltanet::reset(params, state.f32_mut(), seq)
+    }
+
+    fn split_q_gate(
+        &self,
+        qg: &CpuBuffer,
+        rows: usize,
+        n_head: usize,
+        head_dim: usize,
+        q: &mut CpuBuffer,
+        gate: &mut CpuBuffer,
+    ) -> Result<(), CoreError> {
+        let n = rows * n_head * head_dim;
+        gated::split_q_gate(
+            qg.f32_prefix(2 * n)?,
+            head_dim,
+            q.f32_prefix_mut(n)?,
+            gate.f32_prefix_mut(n)?,
+        );
+        Ok(())
+    }
+
+    fn sigmoid_mul(
+        &self,
+        x: &mut CpuBuffer,
+        gate: &CpuBuffer,
+        rows: usize,
+        width: usize,
+        gate_width: usize,
+    ) -> Result<(), CoreError> {
+        gated::sigmoid_mul(
+            x.f32_prefix_mut(rows * width)?,
+            gate.f32_prefix(rows * gate_width)?,
+            width,
+            gate_width,
+        )
     }
 
     fn read(&self, buf: &CpuBuffer, offset: usize, dst: &mut [f32]) -> Result<(), CoreError> {
