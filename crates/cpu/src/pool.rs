@@ -3,13 +3,24 @@
 //! Decode calls the pool hundreds of times per token, each job lasting tens of microseconds, so
 //! starting threads (or going through a general work-stealing scheduler) per call costs too
 //! much. The pool keeps `n_threads - 1` workers; the calling thread is worker 0. A job is
-//! published by writing it into a shared slot and bumping an epoch counter. Idle workers spin on
-//! the epoch for a short while (so back-to-back jobs start within a few hundred nanoseconds)
+//! published by writing it into a shared slot and then the job's epoch (with an "open" bit)
+//! into one atomic state word. Idle workers spin on that word for a short while (so
+//! back-to-back jobs start within a few hundred nanoseconds), yielding the CPU now and then,
 //! and then park on a condition variable (so an idle server burns no CPU).
 //!
-//! Closures may borrow from the caller's stack: [`ThreadPool::run`] does not return, not even by
-//! unwinding, until every worker has finished with the closure. That is the whole soundness
-//! argument for erasing the closure's lifetime, and it lives in [`WaitGuard`].
+//! Two kinds of job:
+//! - [`ThreadPool::run`]: `f(idx, n)` runs exactly once on every thread (static splits).
+//! - [`ThreadPool::run_dynamic`] (and [`ThreadPool::run_columns`] / [`ThreadPool::run_chunks`]
+//!   built on it): the threads claim pieces of work from a shared counter, and when the
+//!   caller has run out of pieces it *closes* the job: a worker that has not joined by then
+//!   never does. On a loaded machine (more runnable threads than cores) a worker may not get
+//!   a core for milliseconds; the caller then does all the work itself instead of waiting,
+//!   so `-t 2` degrades towards `-t 1` speed instead of collapsing.
+//!
+//! Closures may borrow from the caller's stack: a run does not return, not even by unwinding,
+//! until no worker can touch the closure any more (every worker that joined has left). That
+//! is the whole soundness argument for erasing the closure's lifetime, and it lives in
+//! [`WaitGuard`] and the join protocol of `Shared::worker_loop`.
 
 use std::cell::{Cell, UnsafeCell};
 use std::marker::PhantomData;
@@ -23,11 +34,16 @@ use std::time::{Duration, Instant};
 use crate::error::CpuError;
 
 /// How long an idle worker spins before it parks. Long enough to bridge the gap between two
-/// ops of one decode step, short enough that an idle pool stops using CPU almost at once.
-const SPIN_BEFORE_PARK: Duration = Duration::from_micros(300);
+/// ops of one decode step, short enough that an idle pool stops using CPU almost at once and
+/// that spinning workers take little from other processes on a busy machine.
+const SPIN_BEFORE_PARK: Duration = Duration::from_micros(100);
+
+/// Spin iterations between `yield_now` calls while an idle worker spins: if another thread
+/// wants this core (a loaded machine), it gets it instead of watching us spin.
+const SPINS_PER_YIELD: u32 = 256;
 
 thread_local! {
-    /// True on pool workers and on a caller while it is inside `run`: a nested `run` then runs
+    /// True on pool workers and on a caller while it is inside a run: a nested run then runs
     /// the closure inline instead of deadlocking on the pool.
     static INSIDE_POOL: Cell<bool> = const { Cell::new(false) };
 }
@@ -41,21 +57,27 @@ struct JobRef {
 
 /// Calls the closure behind `data` (which must point to a live `F`).
 unsafe fn call_job<F: Fn(usize, usize) + Sync>(data: *const (), idx: usize, n: usize) {
-    // SAFETY: `run` stores a pointer to its `F` here and keeps it alive until all workers
-    // have returned from this call (see `WaitGuard`).
+    // SAFETY: a run stores a pointer to its `F` here and keeps it alive until no worker can
+    // call it any more (see `WaitGuard`).
     let f = unsafe { &*(data as *const F) };
     f(idx, n)
 }
 
+/// The state word: the job's epoch shifted left by one, low bit set while the job is open.
+const OPEN: usize = 1;
+
 struct Shared {
     n_threads: usize,
-    /// Incremented once per job; workers run a job when they see a new value.
-    epoch: AtomicUsize,
-    /// The current job. Written by `run` only while no worker is reading it (before the epoch
-    /// bump, after `remaining` reached zero).
+    /// `epoch << 1 | open`. A new job stores a new epoch with the open bit (after writing
+    /// `job`); a dynamic job clears the bit when the caller has run out of work.
+    state: AtomicUsize,
+    /// The current job. Written by a run only while no worker can read it: before the state
+    /// store that publishes it, and after every worker that joined the previous job has left.
     job: UnsafeCell<Option<JobRef>>,
-    /// Workers that have not yet finished the current job.
-    remaining: AtomicUsize,
+    /// Workers between joining (incremented before checking the state) and leaving.
+    inside: AtomicUsize,
+    /// Workers that have run the current job (a static run waits for all of them).
+    ran: AtomicUsize,
     worker_panicked: AtomicBool,
     shutdown: AtomicBool,
     sleepers: AtomicUsize,
@@ -63,33 +85,37 @@ struct Shared {
     wake: Condvar,
 }
 
-// SAFETY: the only non-Sync field is `job`, and access to it is ordered by the epoch/remaining
-// protocol described on the field: one writer while no reader exists, readers only after an
-// acquire load of the epoch that the writer released.
+// SAFETY: the only non-Sync field is `job`, and access to it is ordered by the state/inside
+// protocol described on the fields: one writer while no reader can exist, readers only after
+// a SeqCst load of the state word that the writer stored after writing the slot.
 unsafe impl Sync for Shared {}
 // SAFETY: `JobRef` holds a pointer to a `Sync` closure that outlives every use (see above).
 unsafe impl Send for Shared {}
 
 impl Shared {
-    /// Waits (spin, then park) until the epoch differs from `seen`; returns the new epoch.
+    /// Waits (spin with occasional yields, then park) until the epoch differs from `seen`;
+    /// returns the new epoch.
     fn wait_new_epoch(&self, seen: usize) -> usize {
         let start = Instant::now();
         let mut spins = 0u32;
         loop {
-            let e = self.epoch.load(Ordering::Acquire);
+            let e = self.state.load(Ordering::Acquire) >> 1;
             if e != seen {
                 return e;
             }
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(64) && start.elapsed() > SPIN_BEFORE_PARK {
-                break;
+            if spins.is_multiple_of(SPINS_PER_YIELD) {
+                if start.elapsed() > SPIN_BEFORE_PARK {
+                    break;
+                }
+                std::thread::yield_now();
             }
         }
         let mut guard = self.sleep_lock.lock().unwrap_or_else(|p| p.into_inner());
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         loop {
-            let e = self.epoch.load(Ordering::SeqCst);
+            let e = self.state.load(Ordering::SeqCst) >> 1;
             if e != seen {
                 self.sleepers.fetch_sub(1, Ordering::SeqCst);
                 return e;
@@ -106,38 +132,62 @@ impl Shared {
             if self.shutdown.load(Ordering::Acquire) {
                 return;
             }
-            // SAFETY: the epoch we acquired was released by `run` after it wrote `job`, and
-            // `run` will not write it again before we decrement `remaining` below.
-            let job = unsafe { *self.job.get() };
-            if let Some(job) = job {
-                // SAFETY: `job.data` points to the live closure `job.call` was made for.
-                let result = catch_unwind(AssertUnwindSafe(|| unsafe {
-                    (job.call)(job.data, idx, self.n_threads)
-                }));
-                if result.is_err() {
-                    self.worker_panicked.store(true, Ordering::Release);
+            // Join, then check that the job we woke for is still the current one and open.
+            // The caller closes a job and then waits for `inside == 0` (all SeqCst): if we
+            // see it open, the caller sees us inside and waits until we leave.
+            self.inside.fetch_add(1, Ordering::SeqCst);
+            if self.state.load(Ordering::SeqCst) == (seen << 1) | OPEN {
+                // SAFETY: the state store we just observed was made after `job` was written,
+                // and the slot is not rewritten before we leave (`inside` drops to 0).
+                let job = unsafe { *self.job.get() };
+                if let Some(job) = job {
+                    // SAFETY: `job.data` points to the live closure `job.call` was made for.
+                    let result = catch_unwind(AssertUnwindSafe(|| unsafe {
+                        (job.call)(job.data, idx, self.n_threads)
+                    }));
+                    if result.is_err() {
+                        self.worker_panicked.store(true, Ordering::Release);
+                    }
                 }
+                self.ran.fetch_add(1, Ordering::AcqRel);
             }
-            self.remaining.fetch_sub(1, Ordering::AcqRel);
+            self.inside.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
 
-/// Blocks until every worker has finished the current job, also while unwinding from a panic
-/// in the caller's own share of the work: the closure must outlive all uses.
-struct WaitGuard<'a>(&'a Shared);
+/// Spins (with yields after a while) until `done()`.
+fn wait_until(done: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        spins = spins.wrapping_add(1);
+        if spins < 4096 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Ends a run, also while unwinding from a panic in the caller's own share of the work: a
+/// static job waits until every worker has run it, a dynamic one is closed to workers that
+/// have not joined; then it waits until every worker that joined has left. The closure must
+/// outlive all uses.
+struct WaitGuard<'a> {
+    shared: &'a Shared,
+    epoch: usize,
+    dynamic: bool,
+}
 
 impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
-        let mut spins = 0u32;
-        while self.0.remaining.load(Ordering::Acquire) != 0 {
-            spins = spins.wrapping_add(1);
-            if spins < 4096 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+        let s = self.shared;
+        if self.dynamic {
+            s.state.store(self.epoch << 1, Ordering::SeqCst);
+        } else {
+            wait_until(|| s.ran.load(Ordering::Acquire) == s.n_threads - 1);
         }
+        wait_until(|| s.inside.load(Ordering::SeqCst) == 0);
     }
 }
 
@@ -145,7 +195,7 @@ impl Drop for WaitGuard<'_> {
 pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    /// Serializes `run` calls from different threads sharing the pool.
+    /// Serializes runs from different threads sharing the pool.
     run_lock: Mutex<()>,
 }
 
@@ -155,9 +205,10 @@ impl ThreadPool {
         let n_threads = n_threads.max(1);
         let shared = Arc::new(Shared {
             n_threads,
-            epoch: AtomicUsize::new(0),
+            state: AtomicUsize::new(0),
             job: UnsafeCell::new(None),
-            remaining: AtomicUsize::new(0),
+            inside: AtomicUsize::new(0),
+            ran: AtomicUsize::new(0),
             worker_panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
@@ -196,6 +247,20 @@ impl ThreadPool {
     /// closures must split their work by the `n_threads` they are given, not by
     /// [`ThreadPool::n_threads`]. A panic in any call is re-raised here after all calls ended.
     pub fn run<F: Fn(usize, usize) + Sync>(&self, f: F) {
+        self.run_job(f, false);
+    }
+
+    /// Calls `f(thread_idx)` on the calling thread (`thread_idx` 0) and on every worker that
+    /// is free to join before the caller's own call returns (each with its own
+    /// `thread_idx < n_threads`, at most once); returns when every call has returned. `f`
+    /// must share its work through its own counter: claim pieces until none is left. Workers
+    /// that are busy or not scheduled are simply not waited for, which keeps a loaded machine
+    /// from stalling every op on a thread that has no core.
+    pub fn run_dynamic<F: Fn(usize) + Sync>(&self, f: F) {
+        self.run_job(|idx, _| f(idx), true);
+    }
+
+    fn run_job<F: Fn(usize, usize) + Sync>(&self, f: F, dynamic: bool) {
         let n = self.shared.n_threads;
         if n == 1 || INSIDE_POOL.with(|c| c.get()) {
             f(0, 1);
@@ -203,8 +268,10 @@ impl ThreadPool {
         }
         let _serial = self.run_lock.lock().unwrap_or_else(|p| p.into_inner());
         let s = &*self.shared;
-        // SAFETY: no worker reads `job` now: the previous `run` waited for `remaining == 0`
-        // (acquire), and workers only read it after seeing the epoch bump below.
+        let epoch = (s.state.load(Ordering::Relaxed) >> 1).wrapping_add(1);
+        // SAFETY: no worker reads `job` now: the previous run waited until every worker that
+        // joined it had left, and a worker joining late sees a closed or older state and
+        // leaves without reading; workers read the slot only after the state store below.
         unsafe {
             *s.job.get() = Some(JobRef {
                 data: &f as *const F as *const (),
@@ -212,10 +279,14 @@ impl ThreadPool {
             });
         }
         s.worker_panicked.store(false, Ordering::Relaxed);
-        s.remaining.store(n - 1, Ordering::Relaxed);
+        s.ran.store(0, Ordering::Relaxed);
         // From here until `guard` is dropped, workers may call `f`.
-        let guard = WaitGuard(s);
-        s.epoch.fetch_add(1, Ordering::SeqCst);
+        let guard = WaitGuard {
+            shared: s,
+            epoch,
+            dynamic,
+        };
+        s.state.store((epoch << 1) | OPEN, Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _l = s.sleep_lock.lock().unwrap_or_else(|p| p.into_inner());
             s.wake.notify_all();
@@ -233,9 +304,11 @@ impl ThreadPool {
     }
 
     /// Splits the columns of a row-major matrix `out` (`out.len() / row_len` rows of `row_len`)
-    /// into one contiguous column range per thread (boundaries multiples of `align`) and calls
-    /// `f(cols, &mut part)` on each thread, where `part` gives that thread exclusive access to
-    /// its columns of every row. Threads with an empty range are not called.
+    /// into contiguous column ranges (boundaries multiples of `align`) that the threads claim
+    /// one at a time, and calls `f(cols, &mut part)` for each, where `part` gives exclusive
+    /// access to those columns of every row. Each range goes to exactly one call; the
+    /// ranges are several per thread so a thread that gets no core for a while holds up
+    /// little (see [`ThreadPool::run_dynamic`]).
     ///
     /// Matmul uses it to split weight rows over threads while every token's output row is
     /// written by all threads.
@@ -250,10 +323,16 @@ impl ThreadPool {
         );
         let n_rows = out.len() / row_len;
         let base = SendPtr(out.as_mut_ptr());
-        self.run(|idx, n| {
-            let cols = split_range(row_len, idx, n, align);
-            if cols.is_empty() {
+        let n_pieces = pieces_for(row_len, align, self.n_threads());
+        let next = AtomicUsize::new(0);
+        self.run_dynamic(|_| loop {
+            let piece = next.fetch_add(1, Ordering::Relaxed);
+            if piece >= n_pieces {
                 return;
+            }
+            let cols = split_range(row_len, piece, n_pieces, align);
+            if cols.is_empty() {
+                continue;
             }
             let mut part = ColumnPart {
                 base: base.get(),
@@ -266,8 +345,9 @@ impl ThreadPool {
         });
     }
 
-    /// Splits `out` into `out.len() / chunk` chunks, gives each thread a contiguous run of
-    /// whole chunks, and calls `f(first_chunk_index, run)` on each thread with a non-empty run.
+    /// Splits `out` into `out.len() / chunk` chunks and calls `f(first_chunk_index, run)` on
+    /// contiguous runs of whole chunks, each chunk in exactly one call (claimed by the
+    /// threads as in [`ThreadPool::run_columns`]).
     pub fn run_chunks<T, F>(&self, out: &mut [T], chunk: usize, f: F)
     where
         T: Send,
@@ -287,11 +367,25 @@ impl ThreadPool {
     }
 }
 
+/// Pieces a dynamic split of `len` (in units of `align`) uses on `n_threads` threads: four
+/// per thread, so a late thread costs at most about a quarter of its share, never more pieces
+/// than units.
+fn pieces_for(len: usize, align: usize, n_threads: usize) -> usize {
+    let units = len.div_ceil(align.max(1));
+    if n_threads <= 1 {
+        1
+    } else {
+        (4 * n_threads).min(units).max(1)
+    }
+}
+
 impl Drop for ThreadPool {
     fn drop(&mut self) {
         let s = &*self.shared;
         s.shutdown.store(true, Ordering::Release);
-        s.epoch.fetch_add(1, Ordering::SeqCst);
+        // A new epoch, closed: workers wake, see `shutdown` and return.
+        let epoch = (s.state.load(Ordering::Relaxed) >> 1).wrapping_add(1);
+        s.state.store(epoch << 1, Ordering::SeqCst);
         {
             let _l = s.sleep_lock.lock().unwrap_or_else(|p| p.into_inner());
             s.wake.notify_all();
@@ -480,6 +574,55 @@ mod tests {
             count.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(count.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn dynamic_runs_do_every_piece_once_between_static_runs() {
+        for n in 1..5 {
+            let pool = ThreadPool::new(n).unwrap();
+            for round in 0..300 {
+                let items = 1 + round % 37;
+                let hits: Vec<AtomicU64> = (0..items).map(|_| AtomicU64::new(0)).collect();
+                let next = AtomicUsize::new(0);
+                let seen_idx: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+                pool.run_dynamic(|idx| {
+                    seen_idx[idx].fetch_add(1, Ordering::Relaxed);
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= items {
+                            break;
+                        }
+                        hits[i].fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+                // The caller always takes part; no thread index is used twice.
+                assert_eq!(seen_idx[0].load(Ordering::Relaxed), 1);
+                assert!(seen_idx.iter().all(|c| c.load(Ordering::Relaxed) <= 1));
+                // A static run still reaches every thread exactly once.
+                let count = AtomicU64::new(0);
+                pool.run(|_, nt| {
+                    assert_eq!(nt, n);
+                    count.fetch_add(1, Ordering::Relaxed);
+                });
+                assert_eq!(count.load(Ordering::Relaxed), n as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn dynamic_run_does_not_wait_for_a_worker_that_has_not_joined() {
+        // The worker is parked, and the job is shorter than its wake-up: the caller usually
+        // does every piece alone; whether the worker joins or not, each piece is done once.
+        let pool = ThreadPool::new(2).unwrap();
+        std::thread::sleep(SPIN_BEFORE_PARK * 5);
+        let mut out = vec![0u32; 1000];
+        pool.run_chunks(&mut out, 10, |first, run| {
+            for (k, v) in run.iter_mut().enumerate() {
+                *v += (first * 10 + k) as u32;
+            }
+        });
+        assert!(out.iter().enumerate().all(|(i, v)| *v == i as u32));
     }
 
     #[test]

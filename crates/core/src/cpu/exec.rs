@@ -8,10 +8,11 @@ use kvcache::Executor;
 
 pub struct PoolExecutor<'a>(pub &'a ThreadPool);
 
-// SAFETY: `ThreadPool::run` calls the closure once per thread with a distinct `idx` below
-// `n_threads()` and returns after all calls returned; each thread pulls items from a shared
-// counter, so every item runs exactly once, and a worker index is used by one thread at a time.
-// When `run` falls back to one inline call (nested or one thread) there is one worker, 0.
+// SAFETY: `ThreadPool::run_dynamic` calls the closure at most once per thread, always on the
+// caller (index 0), each call with a distinct `idx` below `n_threads()`, and returns after all
+// calls returned; each call pulls items from a shared counter until none is left, so every
+// item runs exactly once (the caller's call alone drains it if no worker joins), and a worker
+// index is used by one thread at a time. Nested or on one thread there is one call, index 0.
 unsafe impl Executor for PoolExecutor<'_> {
     fn n_workers(&self) -> usize {
         self.0.n_threads()
@@ -22,7 +23,7 @@ unsafe impl Executor for PoolExecutor<'_> {
             return;
         }
         let next = AtomicUsize::new(0);
-        self.0.run(|idx, _n| loop {
+        self.0.run_dynamic(|idx| loop {
             let item = next.fetch_add(1, Ordering::Relaxed);
             if item >= n_items {
                 break;
