@@ -46,6 +46,11 @@ pub struct ModelArgs {
     /// CPU threads (default: all cores).
     #[arg(short = 't', long = "threads")]
     pub threads: Option<usize>,
+    /// Flash attention (`-fa on|off|auto`), accepted so llama.cpp command lines work: turbine's
+    /// attention always runs over KV tiles and never holds a row of scores per cached token, so
+    /// the plan is the same for every value.
+    #[arg(long = "flash-attn", visible_alias = "fa", value_parser = ["on", "off", "auto"])]
+    pub flash_attn: Option<String>,
     /// Layers on the GPU: 0 (CPU, the default) or `all` (also any N ≥ the layer count, or -1).
     #[arg(
         long = "n-gpu-layers",
