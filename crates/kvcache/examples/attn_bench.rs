@@ -87,6 +87,7 @@ fn main() {
             page_size: 256,
             n_pages: ctx.div_ceil(256),
             max_seqs: 1,
+            pack_turbo_heads: true,
         };
         let mut cache = KvCache::new(&cfg).expect("cache");
         cache.reserve(0, ctx).expect("reserve");

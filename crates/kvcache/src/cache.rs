@@ -198,28 +198,35 @@ impl KvCache {
         let pool = &self.pool;
         let data = SharedBytes(self.data.as_mut_ptr());
         let encode_error = Mutex::new(None);
+        let (k_pack, v_pack) = (layout.k_pack, layout.v_pack);
         let encode_token = |i: usize, _worker: usize| {
             let t = tokens[i];
             let page = page_for(layout, pool, layer, t.seq, t.pos);
             let slot = t.pos % page_size;
-            for h in 0..nkv {
-                let k_at = layout.k_block(layer_off, page, h) + slot * khb;
-                let v_at = layout.v_block(layer_off, page, h) + slot * vhb;
-                // SAFETY: both ranges lie inside the data buffer (offsets from the validated
-                // layout and a reserved or ring page), and no other item writes them: distinct
-                // (seq, pos) rows own distinct slots, and batches where two rows share a slot
-                // run on one thread (below).
-                let (k_dst, v_dst) = unsafe {
-                    (
-                        std::slice::from_raw_parts_mut(data.ptr().add(k_at), khb),
-                        std::slice::from_raw_parts_mut(data.ptr().add(v_at), vhb),
-                    )
-                };
-                let result = encode_head(kty, &k[(i * nkv + h) * dk..][..dk], k_dst)
-                    .and_then(|_| encode_head(vty, &v[(i * nkv + h) * dv..][..dv], v_dst));
-                if let Err(e) = result {
-                    if let Ok(mut slot) = encode_error.lock() {
-                        slot.get_or_insert(e);
+            // One stored row holds `pack` consecutive heads, whose values are contiguous in
+            // the input: the encoder zero-pads whatever the row's heads do not fill.
+            let sides = [
+                (kty, k, dk, k_pack, layout.k_rows, khb, true),
+                (vty, v, dv, v_pack, layout.v_rows, vhb, false),
+            ];
+            for (ty, src, d, pack, n_rows, hb, is_k) in sides {
+                for r in 0..n_rows {
+                    let at = if is_k {
+                        layout.k_block(layer_off, page, r)
+                    } else {
+                        layout.v_block(layer_off, page, r)
+                    } + slot * hb;
+                    let (h0, h1) = (r * pack, ((r + 1) * pack).min(nkv));
+                    // SAFETY: the range lies inside the data buffer (offsets from the validated
+                    // layout and a reserved or ring page), and no other item writes it:
+                    // distinct (seq, pos) rows own distinct slots, and batches where two rows
+                    // share a slot run on one thread (below).
+                    let dst = unsafe { std::slice::from_raw_parts_mut(data.ptr().add(at), hb) };
+                    let row = &src[(i * nkv + h0) * d..(i * nkv + h1) * d];
+                    if let Err(e) = encode_head(ty, row, dst) {
+                        if let Ok(mut slot) = encode_error.lock() {
+                            slot.get_or_insert(e);
+                        }
                     }
                 }
             }
@@ -288,18 +295,22 @@ impl KvCache {
         page_for(&self.layout, &self.pool, layer, seq, pos)
     }
 
-    /// The stored bytes of one K head of one written token (for tests, debugging and other
-    /// backends that copy pages).
+    /// The stored bytes of the K row holding `kv_head` of one written token (for tests,
+    /// debugging and other backends that copy pages). With packed turbo heads the row holds
+    /// several heads; [`KvLayout::k_place`] says where this one's values are once decoded.
     pub fn k_head(&self, layer: usize, seq: usize, pos: usize, kv_head: usize) -> Result<&[u8]> {
         let (layer_off, page, slot) = self.locate(layer, seq, pos, kv_head)?;
-        let at = self.layout.k_block(layer_off, page, kv_head) + slot * self.layout.k_head_bytes;
+        let row = self.layout.k_place(kv_head).0;
+        let at = self.layout.k_block(layer_off, page, row) + slot * self.layout.k_head_bytes;
         Ok(&self.data[at..at + self.layout.k_head_bytes])
     }
 
-    /// The stored bytes of one V head of one written token.
+    /// The stored bytes of the V row holding `kv_head` of one written token
+    /// (see [`KvCache::k_head`]).
     pub fn v_head(&self, layer: usize, seq: usize, pos: usize, kv_head: usize) -> Result<&[u8]> {
         let (layer_off, page, slot) = self.locate(layer, seq, pos, kv_head)?;
-        let at = self.layout.v_block(layer_off, page, kv_head) + slot * self.layout.v_head_bytes;
+        let row = self.layout.v_place(kv_head).0;
+        let at = self.layout.v_block(layer_off, page, row) + slot * self.layout.v_head_bytes;
         Ok(&self.data[at..at + self.layout.v_head_bytes])
     }
 

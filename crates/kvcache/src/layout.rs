@@ -12,6 +12,14 @@
 //! Head-major pages keep the rows one attention work item reads (one KV head) contiguous.
 //! A page id names the same slot in every cached layer, so one page table per sequence serves
 //! the whole model.
+//!
+//! A *stored row* is one head of one token, except for turbo heads narrower than a rotation
+//! group when [`KvConfig::pack_turbo_heads`] is set: then `128 / head_dim` heads of the same
+//! token (e.g. two 64-wide heads) share one 128-value group, head `h` at values
+//! `(h % pack) · head_dim ..` of row `h / pack`. The rotation is orthogonal, so a query
+//! zero-padded into its head's part of the group and rotated scores exactly `q · k_h`, and the
+//! matching part of an inverse-rotated V accumulator is exactly `Σ p · v_h`; the heads of a row
+//! share its norm (they are quantized jointly), which is what the bits allow.
 
 use crate::error::{KvError, Result};
 use crate::types::KvType;
@@ -64,6 +72,10 @@ pub struct KvConfig {
     pub n_pages: usize,
     /// Sequence ids are `0..max_seqs`.
     pub max_seqs: usize,
+    /// Turbo heads narrower than 128 share rotation groups (see the module docs) instead of
+    /// each being zero-padded to 128: 64-wide heads take half the memory. A backend whose
+    /// kernels expect one head per group leaves this off.
+    pub pack_turbo_heads: bool,
 }
 
 impl KvConfig {
@@ -82,10 +94,16 @@ impl KvConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KvLayout {
     pub config: KvConfig,
-    /// Values per K / V head after padding (turbo types: multiple of 128).
+    /// Values per stored K / V row after padding (turbo types: multiple of 128).
     pub padded_dim_k: usize,
     pub padded_dim_v: usize,
-    /// Bytes of one head of one token.
+    /// Heads per stored K / V row: 1, or `128 / head_dim` for packed turbo heads.
+    pub k_pack: usize,
+    pub v_pack: usize,
+    /// Stored K / V rows per token: `⌈n_kv_heads / pack⌉`.
+    pub k_rows: usize,
+    pub v_rows: usize,
+    /// Bytes of one stored row of one token.
     pub k_head_bytes: usize,
     pub v_head_bytes: usize,
     /// Bytes of one page of one layer (K and V of `page_size` tokens, all heads).
@@ -152,12 +170,15 @@ impl KvLayout {
             .map_err(|e| KvError::Config(format!("V: {e}")))?;
         let k_head_bytes = padded_dim_k / c.k_type.block_size() * c.k_type.block_bytes();
         let v_head_bytes = padded_dim_v / c.v_type.block_size() * c.v_type.block_bytes();
+        let k_pack = heads_per_row(c, c.k_type, c.head_dim_k, padded_dim_k);
+        let v_pack = heads_per_row(c, c.v_type, c.head_dim_v, padded_dim_v);
+        let (k_rows, v_rows) = (c.n_kv_heads.div_ceil(k_pack), c.n_kv_heads.div_ceil(v_pack));
 
         let page_bytes = checked(
             "page size",
-            c.page_size
-                .checked_mul(c.n_kv_heads)
-                .and_then(|n| n.checked_mul(k_head_bytes + v_head_bytes)),
+            (k_rows * k_head_bytes)
+                .checked_add(v_rows * v_head_bytes)
+                .and_then(|n| n.checked_mul(c.page_size)),
         )?;
         let n = c.layers.len();
         let (mut layer_offsets, mut layer_pages, mut ring_pages) = (
@@ -195,6 +216,10 @@ impl KvLayout {
             config: c.clone(),
             padded_dim_k,
             padded_dim_v,
+            k_pack,
+            v_pack,
+            k_rows,
+            v_rows,
             k_head_bytes,
             v_head_bytes,
             page_bytes,
@@ -211,22 +236,48 @@ impl KvLayout {
         self.data_bytes + self.metadata_bytes
     }
 
-    /// Byte range of the K rows of `kv_head` in `page` of `layer` (`page_size` rows).
-    pub(crate) fn k_block(&self, layer_off: usize, page: usize, kv_head: usize) -> usize {
-        layer_off + page * self.page_bytes + kv_head * self.config.page_size * self.k_head_bytes
+    /// Byte offset of stored K row `row` of the first token in `page` of `layer` (`page_size`
+    /// rows follow, one per token).
+    pub(crate) fn k_block(&self, layer_off: usize, page: usize, row: usize) -> usize {
+        layer_off + page * self.page_bytes + row * self.config.page_size * self.k_head_bytes
     }
 
-    /// Byte offset of the V rows of `kv_head` in `page` of `layer`.
-    pub(crate) fn v_block(&self, layer_off: usize, page: usize, kv_head: usize) -> usize {
+    /// Byte offset of stored V row `row` of the first token in `page` of `layer`.
+    pub(crate) fn v_block(&self, layer_off: usize, page: usize, row: usize) -> usize {
         layer_off
             + page * self.page_bytes
-            + self.config.page_size * self.config.n_kv_heads * self.k_head_bytes
-            + kv_head * self.config.page_size * self.v_head_bytes
+            + self.config.page_size * self.k_rows * self.k_head_bytes
+            + row * self.config.page_size * self.v_head_bytes
+    }
+
+    /// The stored K row holding `kv_head`, and the offset of its values in the decoded row.
+    pub fn k_place(&self, kv_head: usize) -> (usize, usize) {
+        (
+            kv_head / self.k_pack,
+            kv_head % self.k_pack * self.config.head_dim_k,
+        )
+    }
+
+    /// The stored V row holding `kv_head`, and the offset of its values in the decoded row.
+    pub fn v_place(&self, kv_head: usize) -> (usize, usize) {
+        (
+            kv_head / self.v_pack,
+            kv_head % self.v_pack * self.config.head_dim_v,
+        )
     }
 
     /// Number of pages that hold positions `0..n_tokens`.
     pub fn pages_for(&self, n_tokens: usize) -> usize {
         n_tokens.div_ceil(self.config.page_size)
+    }
+}
+
+/// Heads that share one stored row: several only for packed turbo heads that divide a group.
+fn heads_per_row(c: &KvConfig, ty: KvType, head_dim: usize, padded: usize) -> usize {
+    if c.pack_turbo_heads && ty.is_turbo() && padded.is_multiple_of(head_dim) {
+        (padded / head_dim).min(c.n_kv_heads)
+    } else {
+        1
     }
 }
 
@@ -262,6 +313,7 @@ mod tests {
             page_size: 16,
             n_pages: 10,
             max_seqs: 2,
+            pack_turbo_heads: false,
         }
     }
 
@@ -284,6 +336,29 @@ mod tests {
             l.v_block(l.layer_offsets[2].unwrap(), 2, 1),
             10 * l.page_bytes + 2 * l.page_bytes + 16 * 3 * 68 + 16 * 50
         );
+    }
+
+    #[test]
+    fn packed_turbo_heads_share_groups() {
+        let mut c = config();
+        c.pack_turbo_heads = true;
+        let l = KvLayout::new(&c).unwrap();
+        // q8_0 K is never packed; turbo3 V: heads 0 and 1 share row 0, head 2 has row 1 alone.
+        assert_eq!((l.k_pack, l.k_rows, l.k_head_bytes), (1, 3, 68));
+        assert_eq!((l.v_pack, l.v_rows, l.v_head_bytes), (2, 2, 50));
+        assert_eq!(l.page_bytes, 16 * (3 * 68 + 2 * 50));
+        assert_eq!(l.v_place(0), (0, 0));
+        assert_eq!(l.v_place(1), (0, 64));
+        assert_eq!(l.v_place(2), (1, 0));
+        assert_eq!(l.v_block(0, 1, 1), l.page_bytes + 16 * 3 * 68 + 16 * 50);
+        // 4 heads of 32 in one group; 96-wide heads do not divide a group and stay padded.
+        c.n_kv_heads = 4;
+        c.head_dim_v = 32;
+        c.k_type = KvType::Turbo4;
+        c.head_dim_k = 96;
+        let l = KvLayout::new(&c).unwrap();
+        assert_eq!((l.v_pack, l.v_rows, l.v_place(3)), (4, 1, (0, 96)));
+        assert_eq!((l.k_pack, l.k_rows, l.k_head_bytes), (1, 4, 66));
     }
 
     #[test]

@@ -207,6 +207,7 @@ mod tests {
             page_size: 4,
             n_pages,
             max_seqs: 3,
+            pack_turbo_heads: false,
         })
     }
 

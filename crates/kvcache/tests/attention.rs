@@ -55,6 +55,27 @@ fn every_type_pair() {
     }
 }
 
+/// Turbo heads narrower than a group, packed (heads sharing a rotation group, an odd head
+/// alone) and padded, with K and V packed differently.
+#[test]
+fn packed_and_padded_turbo_heads() {
+    for (k, v) in [
+        (KvType::Turbo3, KvType::Turbo3),
+        (KvType::Q8_0, KvType::Turbo4),
+        (KvType::Turbo2, KvType::F16),
+    ] {
+        for (hd, nkv) in [(64, 1), (64, 3), (32, 5), (64, 4)] {
+            for pack in [false, true] {
+                let mut s = Scenario::new(k, v, hd);
+                s.n_kv_heads = nkv;
+                s.pack = pack;
+                s.seed = (hd + nkv) as u64;
+                check(&s);
+            }
+        }
+    }
+}
+
 #[test]
 fn head_sizes() {
     for ty in ALL_KV_TYPES {
@@ -317,8 +338,10 @@ fn turbo_equals_its_inverse_rotated_reconstruction() {
                         for h in 0..nkv {
                             let kb = b.cache.k_head(layer, seq, pos, h).unwrap();
                             let vb = b.cache.v_head(layer, seq, pos, h).unwrap();
-                            k.extend(reference_head(ty, kb, hd).iter().map(|&x| x as f32));
-                            v.extend(reference_head(ty, vb, hd).iter().map(|&x| x as f32));
+                            let (ko, vo) =
+                                (b.cache.layout().k_place(h).1, b.cache.layout().v_place(h).1);
+                            k.extend(reference_head(ty, kb, hd, ko).iter().map(|&x| x as f32));
+                            v.extend(reference_head(ty, vb, hd, vo).iter().map(|&x| x as f32));
                         }
                         cache
                             .write(layer, &[TokenPos { seq, pos }], &k, &v)

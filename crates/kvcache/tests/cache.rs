@@ -24,6 +24,8 @@ fn config(k: KvType, v: KvType, head_dim: usize) -> KvConfig {
         page_size: 32,
         n_pages: KvConfig::pages_for_context(1000, 4, 32),
         max_seqs: 4,
+        // Packing changes nothing for head sizes of 128 and up; 64-wide heads pair up.
+        pack_turbo_heads: head_dim < 128,
     }
 }
 
@@ -37,15 +39,18 @@ fn allocated_bytes_equal_the_formula() {
                 let need = KvCache::bytes_required(&cfg).unwrap();
                 let cache = KvCache::new(&cfg).unwrap();
                 assert_eq!(cache.allocated_bytes(), need, "{k}/{v} head {hd}");
-                // Independent restatement: 3 cached layers × pages × tokens × heads × bytes.
-                let head_bytes = |t: KvType| {
-                    if t.is_turbo() {
-                        hd.div_ceil(128) * t.block_bytes()
+                // Independent restatement: 3 cached layers × pages × tokens × bytes of the
+                // 3 heads; packed 64-wide turbo heads: two share a block, the third has one.
+                let heads_bytes = |t: KvType| {
+                    if t.is_turbo() && hd == 64 {
+                        2 * t.block_bytes()
+                    } else if t.is_turbo() {
+                        3 * hd.div_ceil(128) * t.block_bytes()
                     } else {
-                        hd / t.block_size() * t.block_bytes()
+                        3 * hd / t.block_size() * t.block_bytes()
                     }
                 };
-                let data = 3 * cfg.n_pages * 32 * 3 * (head_bytes(k) + head_bytes(v));
+                let data = 3 * cfg.n_pages * 32 * (heads_bytes(k) + heads_bytes(v));
                 // Free list + page tables, reserved lengths, marks and floors per (seq, layer).
                 let meta = 4 * (cfg.n_pages * (1 + cfg.max_seqs) + 4 + 2 * 4 * 4);
                 assert_eq!(need, data + meta, "{k}/{v} head {hd}");

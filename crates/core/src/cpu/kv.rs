@@ -45,6 +45,9 @@ pub fn kv_config(spec: &KvSpec) -> Result<KvConfig, CoreError> {
         page_size: PAGE_SIZE,
         n_pages: KvConfig::pages_for_context(spec.n_ctx, spec.n_seq, PAGE_SIZE),
         max_seqs: spec.n_seq,
+        // The CPU kernels place each head in its part of a shared rotation group, so 64-wide
+        // turbo heads cost what their bits imply instead of being padded to 128.
+        pack_turbo_heads: true,
     })
 }
 

@@ -206,6 +206,63 @@ unsafe fn decode_turbo(ty: KvType, src: &[u8], dst: &mut [f32]) {
     }
 }
 
+/// The centroid vectors of a turbo type for `turbo_lookup8`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn turbo_codebook(ty: KvType) -> (__m256, __m256) {
+    match ty {
+        KvType::Turbo2 => {
+            let c = &CENTROIDS_2;
+            let v = _mm256_setr_ps(c[0], c[1], c[2], c[3], c[0], c[1], c[2], c[3]);
+            (v, v)
+        }
+        KvType::Turbo3 => {
+            let v = _mm256_loadu_ps(CENTROIDS_3.as_ptr());
+            (v, v)
+        }
+        _ => (
+            _mm256_loadu_ps(CENTROIDS_4.as_ptr()),
+            _mm256_loadu_ps(CENTROIDS_4.as_ptr().add(8)),
+        ),
+    }
+}
+
+/// Centroids of elements `8i..8i+8` of a turbo block (without its norm).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn turbo_lookup8(ty: KvType, b: *const u8, i: usize, c_lo: __m256, c_hi: __m256) -> __m256 {
+    let idx = turbo_idx8(ty, b, i);
+    let c = _mm256_permutevar8x32_ps(c_lo, idx);
+    if ty == KvType::Turbo4 {
+        let hi = _mm256_permutevar8x32_ps(c_hi, idx);
+        // Bit 3 of the index moved to the sign bit selects the upper eight.
+        _mm256_blendv_ps(c, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)))
+    } else {
+        c
+    }
+}
+
+/// Decodes one 128-value turbo block straight into its 64-value half form (see `half`):
+/// `(C[idx_j] + signs_j · C[idx_{j+64}]) · norm`, one store per eight outputs.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn decode_fold_turbo(ty: KvType, block: &[u8], signs: &[f32; 64], dst: &mut [f32]) {
+    assert!(block.len() >= ty.block_bytes() && dst.len() >= 64);
+    let (c_lo, c_hi) = turbo_codebook(ty);
+    let b = block.as_ptr();
+    let norm = _mm256_set1_ps(f16_at(b));
+    let y = dst.as_mut_ptr();
+    for i in 0..8 {
+        let lo = turbo_lookup8(ty, b, i, c_lo, c_hi);
+        let hi = turbo_lookup8(ty, b, i + 8, c_lo, c_hi);
+        let s = _mm256_loadu_ps(signs.as_ptr().add(8 * i));
+        _mm256_storeu_ps(
+            y.add(8 * i),
+            _mm256_mul_ps(_mm256_fmadd_ps(s, hi, lo), norm),
+        );
+    }
+}
+
 /// Decodes one stored head row; `src` and `dst` hold exactly one row.
 #[inline(always)]
 unsafe fn decode_row(ty: KvType, src: &[u8], dst: &mut [f32]) {
@@ -343,6 +400,56 @@ impl RowOps for Avx2 {
             KvType::Turbo2 => rows!(KvType::Turbo2),
             KvType::Turbo3 => rows!(KvType::Turbo3),
             KvType::Turbo4 => rows!(KvType::Turbo4),
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode_fold_rows(
+        ty: KvType,
+        src: &[u8],
+        row_bytes: usize,
+        n: usize,
+        dst: &mut [f32],
+        pitch: usize,
+        signs: &[f32; 64],
+    ) {
+        macro_rules! rows {
+            ($t:expr) => {
+                for r in 0..n {
+                    decode_fold_turbo(
+                        $t,
+                        &src[r * row_bytes..(r + 1) * row_bytes],
+                        signs,
+                        &mut dst[r * pitch..r * pitch + 64],
+                    );
+                }
+            };
+        }
+        match ty {
+            KvType::Turbo2 => rows!(KvType::Turbo2),
+            KvType::Turbo3 => rows!(KvType::Turbo3),
+            KvType::Turbo4 => rows!(KvType::Turbo4),
+            _ => {
+                Self::decode_rows(ty, src, row_bytes, n, dst, pitch);
+                Self::fold_rows(dst, n, pitch, signs);
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn fold_rows(buf: &mut [f32], n: usize, pitch: usize, signs: &[f32; 64]) {
+        assert!(n == 0 || buf.len() >= (n - 1) * pitch + 128);
+        let p = buf.as_mut_ptr();
+        for r in 0..n {
+            let row = p.add(r * pitch);
+            for i in (0..64).step_by(8) {
+                let s = _mm256_loadu_ps(signs.as_ptr().add(i));
+                let lo = _mm256_loadu_ps(row.add(i));
+                let hi = _mm256_loadu_ps(row.add(64 + i));
+                _mm256_storeu_ps(row.add(i), _mm256_fmadd_ps(s, hi, lo));
+            }
         }
     }
 
@@ -555,6 +662,40 @@ mod tests {
                         let (g, w) = (got[r * pitch + j], want[r * pitch + j]);
                         assert_eq!(g.to_bits(), w.to_bits(), "{ty} head {hd} row {r} value {j}");
                     }
+                }
+            }
+        }
+    }
+
+    /// The fused turbo decode-and-fold agrees with decoding then folding on the scalar path.
+    #[test]
+    fn decode_fold_matches_scalar() {
+        if !avx2() {
+            return;
+        }
+        for ty in [KvType::Turbo2, KvType::Turbo3, KvType::Turbo4] {
+            let (n, row_bytes, pitch) = (5, ty.block_bytes(), 131);
+            let mut bytes = vec![0u8; n * row_bytes];
+            for (r, row) in bytes.chunks_exact_mut(row_bytes).enumerate() {
+                let src: Vec<f32> = (0..128)
+                    .map(|i| ((i * 7 + r) as f32 * 0.37).sin())
+                    .collect();
+                encode_head(ty, &src, row).unwrap();
+            }
+            let signs: [f32; 64] = std::array::from_fn(|j| if j % 3 == 0 { -1.0 } else { 1.0 });
+            let mut want = vec![0.0f32; n * pitch];
+            let mut got = vec![0.0f32; n * pitch];
+            unsafe {
+                Scalar::decode_fold_rows(ty, &bytes, row_bytes, n, &mut want, pitch, &signs);
+                Avx2::decode_fold_rows(ty, &bytes, row_bytes, n, &mut got, pitch, &signs);
+            }
+            for r in 0..n {
+                for j in 0..64 {
+                    let (g, w) = (got[r * pitch + j], want[r * pitch + j]);
+                    assert!(
+                        (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                        "{ty} row {r} value {j}"
+                    );
                 }
             }
         }

@@ -3,6 +3,7 @@
 
 use formats::turbo::{rotate, rotate_inverse, QK_TURBO};
 
+use super::half::{self, HALF};
 use super::ops::{RowOps, Scalar, KB};
 use super::{AttentionInput, CHUNK, MIN_SPLIT_KEYS};
 use crate::cache::KvCache;
@@ -40,6 +41,9 @@ pub(crate) struct Job<'a> {
     pub(crate) pk: usize,
     pub(crate) pv: usize,
     pub(crate) table_len: usize,
+    /// Score / accumulate 64-wide turbo heads in half-group form (see `half`).
+    pub(crate) fold_k: bool,
+    pub(crate) fold_v: bool,
     /// `tokens × n_heads × head_dim_v` output.
     pub(crate) out: SharedMut,
     /// Split-K partial results: per (unit, split, query vector) `[max, sum, acc(pv)]`.
@@ -95,7 +99,12 @@ impl Job<'_> {
         for a in acc.iter_mut() {
             *a *= inv;
         }
-        if self.cache.config().v_type.is_turbo() {
+        // A packed V row holds several heads: this head's values start at `off`.
+        let mut off = self.cache.layout().v_place(head / self.group).1;
+        if self.fold_v {
+            half::unrotate_output(acc, off);
+            off = 0;
+        } else if self.cache.config().v_type.is_turbo() {
             for group in acc.chunks_exact_mut(QK_TURBO) {
                 let group: &mut [f32; QK_TURBO] = group.try_into().expect("128-value group");
                 rotate_inverse(group);
@@ -106,7 +115,7 @@ impl Job<'_> {
         // SAFETY: (row, head) belongs to exactly one unit, and is written once: by its item
         // (no splits) or by its merge.
         let dst = unsafe { std::slice::from_raw_parts_mut(self.out.ptr().add(at), dv) };
-        dst.copy_from_slice(&acc[..dv]);
+        dst.copy_from_slice(&acc[off..off + dv]);
     }
 
     pub(crate) fn run_scalar(&self, unit: usize, split: usize, scratch: &mut [f32]) {
@@ -167,7 +176,14 @@ impl Job<'_> {
         let data = cache.data();
         let centroids = turbo_centroids(kty);
         let nc = centroids.len();
-        let table_k = kty.is_turbo() && O::TURBO_K_TABLE;
+        let table_k = kty.is_turbo() && O::TURBO_K_TABLE && !self.fold_k;
+        let (k_row, k_off) = layout.k_place(u.kv_head);
+        let (v_row, v_off) = layout.v_place(u.kv_head);
+        // Widths of the query vectors and accumulators: 64 for folded halves.
+        let qk_len = if self.fold_k { HALF } else { pk };
+        let acc_len = if self.fold_v { HALF } else { pv };
+        let k_signs = half::fold_signs(k_off);
+        let v_signs = half::fold_signs(v_off);
 
         let (qs, rest) = scratch.split_at_mut(vecs * pk);
         let (tables, rest) = rest.split_at_mut(vecs * table_len);
@@ -209,11 +225,19 @@ impl Job<'_> {
                 let head = u.h0 + hi;
                 let q = &self.input.q[(row * self.input.n_heads + head) * dk..][..dk];
                 let qp = &mut qs[v * pk..(v + 1) * pk];
-                for (d, s) in qp.iter_mut().zip(q) {
-                    *d = s * self.input.scale;
+                if self.fold_k {
+                    for (d, s) in qp[..HALF].iter_mut().zip(q) {
+                        *d = s * self.input.scale;
+                    }
+                    half::rotate_query(qp, k_off);
+                } else {
+                    // Zero-padded into this head's place in its (possibly shared) K row.
+                    qp.fill(0.0);
+                    for (d, s) in qp[k_off..k_off + dk].iter_mut().zip(q) {
+                        *d = s * self.input.scale;
+                    }
                 }
-                qp[dk..].fill(0.0);
-                if kty.is_turbo() {
+                if kty.is_turbo() && !self.fold_k {
                     for group in qp.chunks_exact_mut(QK_TURBO) {
                         let group: &mut [f32; QK_TURBO] =
                             group.try_into().expect("128-value group");
@@ -240,8 +264,8 @@ impl Job<'_> {
             let slot = t % page_size;
             let len = CHUNK.min(page_size - slot).min(k_end - t);
             let page = cache.page_for(self.input.layer, seq, t);
-            let kbase = layout.k_block(self.layer_off, page, u.kv_head) + slot * khb;
-            let vbase = layout.v_block(self.layer_off, page, u.kv_head) + slot * vhb;
+            let kbase = layout.k_block(self.layer_off, page, k_row) + slot * khb;
+            let vbase = layout.v_block(self.layer_off, page, v_row) + slot * vhb;
 
             // Scores of this chunk for every query vector, KB keys at a time.
             for j in (0..len).step_by(KB) {
@@ -265,13 +289,18 @@ impl Job<'_> {
                         }
                     }
                 } else {
-                    O::decode_rows(kty, &data[kbase + j * khb..], khb, nb, kbuf, pk);
+                    let src = &data[kbase + j * khb..];
+                    if self.fold_k {
+                        O::decode_fold_rows(kty, src, khb, nb, kbuf, pk, &k_signs);
+                    } else {
+                        O::decode_rows(kty, src, khb, nb, kbuf, pk);
+                    }
                     // Rows past the chunk's end score garbage that is masked below; keep them
                     // finite.
                     kbuf[nb * pk..].fill(0.0);
                     for v in 0..nv {
                         let out = &mut scores[v * CHUNK + j..v * CHUNK + j + KB];
-                        O::dot_block(&qs[v * pk..(v + 1) * pk], kbuf, pk, out);
+                        O::dot_block(&qs[v * pk..v * pk + qk_len], kbuf, pk, out);
                     }
                 }
             }
@@ -298,7 +327,7 @@ impl Job<'_> {
                     let m_new = maxes[v].max(chunk_max);
                     let alpha = (maxes[v] - m_new).exp();
                     if alpha != 1.0 {
-                        O::scale(&mut accs[v * pv..(v + 1) * pv], alpha);
+                        O::scale(&mut accs[v * pv..v * pv + acc_len], alpha);
                         sums[v] *= alpha;
                     }
                     sums[v] += O::exp_sub_sum(s, m_new);
@@ -317,12 +346,17 @@ impl Job<'_> {
                 if (0..nv).all(|v| weight(v).iter().all(|&p| p == 0.0)) {
                     continue;
                 }
-                O::decode_rows(vty, &data[vbase + j * vhb..], vhb, nb, vbuf, pv);
+                let src = &data[vbase + j * vhb..];
+                if self.fold_v {
+                    O::decode_fold_rows(vty, src, vhb, nb, vbuf, pv, &v_signs);
+                } else {
+                    O::decode_rows(vty, src, vhb, nb, vbuf, pv);
+                }
                 vbuf[nb * pv..].fill(0.0);
                 for v in 0..nv {
                     let p = weight(v);
                     if p.iter().any(|&x| x != 0.0) {
-                        O::axpy_block(&mut accs[v * pv..(v + 1) * pv], p, vbuf, pv);
+                        O::axpy_block(&mut accs[v * pv..v * pv + acc_len], p, vbuf, pv);
                     }
                 }
             }
@@ -332,7 +366,7 @@ impl Job<'_> {
         for ri in 0..nr {
             for hi in 0..nh {
                 let v = ri * nh + hi;
-                let acc = &mut accs[v * pv..(v + 1) * pv];
+                let acc = &mut accs[v * pv..v * pv + acc_len];
                 let row = a + ri;
                 let head = u.h0 + hi;
                 if self.splits == 1 {
@@ -342,7 +376,7 @@ impl Job<'_> {
                     let slot = self.partial(unit, split, (row - u.r0) * self.plan_heads + hi);
                     slot[0] = maxes[v];
                     slot[1] = sums[v];
-                    slot[2..].copy_from_slice(acc);
+                    slot[2..2 + acc_len].copy_from_slice(acc);
                 }
             }
         }
@@ -366,10 +400,11 @@ impl Job<'_> {
                         (p[0] - m).exp()
                     }
                 };
+                let acc_len = if self.fold_v { HALF } else { self.pv };
                 let first = unsafe { self.partial(unit, 0, v) };
                 let w0 = weight(first);
                 let mut sum = first[1] * w0;
-                let acc = &mut first[2..];
+                let acc = &mut first[2..2 + acc_len];
                 for x in acc.iter_mut() {
                     *x *= w0;
                 }
@@ -378,7 +413,7 @@ impl Job<'_> {
                     let w = weight(p);
                     if w != 0.0 {
                         sum += p[1] * w;
-                        for (x, y) in acc.iter_mut().zip(&p[2..]) {
+                        for (x, y) in acc.iter_mut().zip(&p[2..2 + acc_len]) {
                             *x += w * y;
                         }
                     }

@@ -29,7 +29,13 @@
 //! Per V type: rows are decoded and accumulated as `Σ p · v`; turbo V rows stay in the rotated
 //! domain, and each output row gets one inverse rotation per 128-group at the end, then loses
 //! its padding. Each side undoes only its own rotation, so any K/V pair works.
+//!
+//! 64-wide turbo heads (padded, or packed two to a group, see `layout`) are scored and
+//! accumulated in 64 dimensions: each decoded 128-value row is folded to its head's half form
+//! and the query and output are rotated by a 64-point transform (`half`), so such a head costs
+//! 64-wide dot products like an f16 head plus the turbo decode.
 
+mod half;
 mod kernel;
 mod ops;
 
@@ -155,6 +161,15 @@ struct Plan {
     pv: usize,
     /// Floats of one query's turbo score table (0 unless the path uses tables).
     table_len: usize,
+    /// 64-wide turbo heads: K / V rows are folded to their half form and scored and
+    /// accumulated in 64 dimensions (see `half`).
+    fold_k: bool,
+    fold_v: bool,
+}
+
+/// True if a head of `head_dim` in type `ty` is handled in half-group form.
+fn folds(ty: KvType, head_dim: usize) -> bool {
+    ty.is_turbo() && head_dim == half::HALF
 }
 
 impl Plan {
@@ -178,7 +193,11 @@ impl Plan {
         };
         let pk = shape.k_type.padded_head_dim(shape.head_dim_k)?;
         let pv = shape.v_type.padded_head_dim(shape.head_dim_v)?;
-        let table_len = if shape.k_type.is_turbo() && shape.path.turbo_k_table() {
+        let (fold_k, fold_v) = (
+            folds(shape.k_type, shape.head_dim_k),
+            folds(shape.v_type, shape.head_dim_v),
+        );
+        let table_len = if shape.k_type.is_turbo() && shape.path.turbo_k_table() && !fold_k {
             pk * turbo_centroids(shape.k_type).len()
         } else {
             0
@@ -192,6 +211,8 @@ impl Plan {
             pk,
             pv,
             table_len,
+            fold_k,
+            fold_v,
         })
     }
 
@@ -378,6 +399,8 @@ impl KvCache {
             pk: plan.pk,
             pv: plan.pv,
             table_len: plan.table_len,
+            fold_k: plan.fold_k,
+            fold_v: plan.fold_v,
             out: SharedMut(out.as_mut_ptr()),
             partials: SharedMut(workspace[per_worker * workers..].as_mut_ptr()),
         };

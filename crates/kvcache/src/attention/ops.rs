@@ -32,6 +32,23 @@ pub(crate) trait RowOps {
         dst: &mut [f32],
         pitch: usize,
     );
+    /// Folds `n` decoded 128-value turbo rows (`pitch` apart) to their 64-value half form in
+    /// place: `row[j] += signs[j] · row[j + 64]` (see `half`).
+    unsafe fn fold_rows(buf: &mut [f32], n: usize, pitch: usize, signs: &[f32; 64]);
+    /// `decode_rows` then `fold_rows` for a turbo type (one pass where a path fuses them).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn decode_fold_rows(
+        ty: KvType,
+        src: &[u8],
+        row_bytes: usize,
+        n: usize,
+        dst: &mut [f32],
+        pitch: usize,
+        signs: &[f32; 64],
+    ) {
+        Self::decode_rows(ty, src, row_bytes, n, dst, pitch);
+        Self::fold_rows(dst, n, pitch, signs);
+    }
     /// `out[j] = Σ_d q[d] · k[j·pitch + d]` for the `KB` rows of `k`.
     unsafe fn dot_block(q: &[f32], k: &[f32], pitch: usize, out: &mut [f32]);
     /// `acc[d] += Σ_j p[j] · v[j·pitch + d]` over the `KB` rows of `v`.
@@ -61,6 +78,15 @@ impl RowOps for Scalar {
                 &src[r * row_bytes..(r + 1) * row_bytes],
                 &mut dst[r * pitch..(r + 1) * pitch],
             );
+        }
+    }
+
+    unsafe fn fold_rows(buf: &mut [f32], n: usize, pitch: usize, signs: &[f32; 64]) {
+        for r in 0..n {
+            let (lo, hi) = buf[r * pitch..r * pitch + 128].split_at_mut(64);
+            for ((l, h), s) in lo.iter_mut().zip(hi.iter()).zip(signs) {
+                *l += s * h;
+            }
         }
     }
 

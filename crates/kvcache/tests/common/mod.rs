@@ -76,6 +76,8 @@ pub struct Scenario {
     /// Multiplies the random queries: larger means peakier softmax.
     pub q_scale: f32,
     pub seed: u64,
+    /// Turbo heads narrower than 128 share rotation groups (`KvConfig::pack_turbo_heads`).
+    pub pack: bool,
 }
 
 impl Scenario {
@@ -97,6 +99,7 @@ impl Scenario {
             extra_row: true,
             q_scale: 2.0,
             seed: 1,
+            pack: true,
         }
     }
 
@@ -121,6 +124,7 @@ impl Scenario {
             page_size: self.page_size,
             n_pages: self.n_pages,
             max_seqs: self.seq_lens.len(),
+            pack_turbo_heads: self.pack,
         }
     }
 }
@@ -266,8 +270,9 @@ pub fn paths() -> Vec<KernelPath> {
         .collect()
 }
 
-/// One stored head, decoded by `formats` and brought back to the original domain.
-pub fn reference_head(ty: KvType, bytes: &[u8], head_dim: usize) -> Vec<f64> {
+/// One stored row, decoded by `formats` and brought back to the original domain; the head's
+/// `head_dim` values from `offset` (its place in a packed row).
+pub fn reference_head(ty: KvType, bytes: &[u8], head_dim: usize, offset: usize) -> Vec<f64> {
     let padded = ty.padded_head_dim(head_dim).unwrap();
     let mut v = vec![0.0f32; padded];
     formats::dequantize(ty.ggml(), bytes, &mut v).unwrap();
@@ -276,7 +281,10 @@ pub fn reference_head(ty: KvType, bytes: &[u8], head_dim: usize) -> Vec<f64> {
             rotate_inverse(g.try_into().unwrap());
         }
     }
-    v[..head_dim].iter().map(|&x| x as f64).collect()
+    v[offset..offset + head_dim]
+        .iter()
+        .map(|&x| x as f64)
+        .collect()
 }
 
 /// f64 attention over the cache's decoded contents.
@@ -293,7 +301,8 @@ pub fn reference(b: &Built, window: Option<usize>) -> Vec<f64> {
             let q = &b.q[(r * b.n_heads + h) * dk..][..dk];
             let mut scores = Vec::new();
             for p in lo..=t.pos {
-                let k = reference_head(cfg.k_type, cache.k_head(LAYER, t.seq, p, kvh).unwrap(), dk);
+                let bytes = cache.k_head(LAYER, t.seq, p, kvh).unwrap();
+                let k = reference_head(cfg.k_type, bytes, dk, cache.layout().k_place(kvh).1);
                 let s: f64 = q.iter().zip(&k).map(|(&a, &b)| a as f64 * b).sum();
                 scores.push(s * b.scale as f64);
             }
@@ -302,7 +311,8 @@ pub fn reference(b: &Built, window: Option<usize>) -> Vec<f64> {
             let sum: f64 = w.iter().sum();
             let o = &mut out[(r * b.n_heads + h) * dv..][..dv];
             for (i, p) in (lo..=t.pos).enumerate() {
-                let v = reference_head(cfg.v_type, cache.v_head(LAYER, t.seq, p, kvh).unwrap(), dv);
+                let bytes = cache.v_head(LAYER, t.seq, p, kvh).unwrap();
+                let v = reference_head(cfg.v_type, bytes, dv, cache.layout().v_place(kvh).1);
                 for (o, x) in o.iter_mut().zip(&v) {
                     *o += w[i] / sum * x;
                 }
