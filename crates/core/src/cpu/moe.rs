@@ -179,6 +179,144 @@ pub fn moe_ffn(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host_bytes::HostBytes;
+    use formats::GgmlType;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// A 3-D expert tensor `[k, n, n_expert]` of `ty` and its dequantized values.
+    fn expert_tensor(
+        name: &str,
+        ty: GgmlType,
+        k: usize,
+        n: usize,
+        ne: usize,
+        seed: &mut u64,
+    ) -> (CpuWeight, Vec<f32>) {
+        let vals: Vec<f32> = (0..k * n * ne)
+            .map(|_| lcg(seed) / (k as f32).sqrt())
+            .collect();
+        let bytes_len = ty.bytes_for((k * n * ne) as u64).unwrap() as usize;
+        let mut bytes = vec![0u8; bytes_len];
+        formats::quantize(ty, &vals, &mut bytes).unwrap();
+        let mut deq = vec![0f32; vals.len()];
+        formats::dequantize(ty, &bytes, &mut deq).unwrap();
+        let w = CpuWeight::new(
+            name,
+            ty,
+            &[k as u64, n as u64, ne as u64],
+            HostBytes::from_vec(bytes),
+        )
+        .unwrap();
+        (w, deq)
+    }
+
+    /// Quantized expert stacks: each selected expert's slice of the 3-D tensor, against an f64
+    /// reference over the dequantized weights (the kernel quantizes activations to 8 bits, so
+    /// the bound is loose but far below the output scale).
+    #[test]
+    fn quantized_experts_match_dequantized_reference() {
+        let cpu = Cpu::new(&cpu::CpuConfig {
+            n_threads: 2,
+            kernel_path: None,
+        })
+        .unwrap();
+        for ty in [GgmlType::Q8_0, GgmlType::Q4K, GgmlType::F32] {
+            let (e, ff, ne, k, rows) = (256, 512, 6, 2, 5);
+            let mut seed = 7u64;
+            let (gate, gd) = expert_tensor("gate", ty, e, ff, ne, &mut seed);
+            let (up, ud) = expert_tensor("up", ty, e, ff, ne, &mut seed);
+            let (down, dd) = expert_tensor("down", ty, ff, e, ne, &mut seed);
+            let x: Vec<f32> = (0..rows * e).map(|_| lcg(&mut seed)).collect();
+            let logits: Vec<f32> = (0..rows * ne).map(|_| 3.0 * lcg(&mut seed)).collect();
+            let p = MoeParams {
+                n_expert: ne,
+                n_expert_used: k,
+                n_ff_exp: ff,
+                norm_topk: true,
+                weights_scale: 1.0,
+            };
+            let shape = MoeShape {
+                rows,
+                n_embd: e,
+                n_ff_exp: ff,
+                n_expert: ne,
+                n_expert_used: k,
+            };
+            let mut ws = vec![0f32; moe_workspace_floats(&shape)];
+            let scratch_len = [e, ff]
+                .iter()
+                .map(|&c| cpu::matmul_scratch_bytes(ty, c, rows))
+                .max()
+                .unwrap();
+            let mut scratch = vec![0u8; scratch_len];
+            let mut out = vec![0.5f32; rows * e];
+            moe_ffn(
+                &cpu,
+                &x,
+                rows,
+                e,
+                &logits,
+                &gate,
+                &up,
+                &down,
+                &p,
+                &mut out,
+                &mut ws,
+                &mut scratch,
+            )
+            .unwrap();
+
+            let mut worst = 0f64;
+            for r in 0..rows {
+                let (mut ids, mut wts) = ([0f32; 2], [0f32; 2]);
+                route_row(&logits[r * ne..(r + 1) * ne], &p, &mut ids, &mut wts);
+                let xr = &x[r * e..(r + 1) * e];
+                let mut want = vec![0.5f64; e];
+                for (&id, &w) in ids.iter().zip(&wts) {
+                    let ex = id as usize;
+                    let h: Vec<f64> = (0..ff)
+                        .map(|j| {
+                            let row = |m: &[f32]| -> f64 {
+                                let o = (ex * ff + j) * e;
+                                m[o..o + e]
+                                    .iter()
+                                    .zip(xr)
+                                    .map(|(&a, &b)| a as f64 * b as f64)
+                                    .sum()
+                            };
+                            let g = row(&gd);
+                            g / (1.0 + (-g).exp()) * row(&ud)
+                        })
+                        .collect();
+                    for (i, wv) in want.iter_mut().enumerate() {
+                        let o = (ex * e + i) * ff;
+                        let d: f64 = dd[o..o + ff]
+                            .iter()
+                            .zip(&h)
+                            .map(|(&a, &b)| a as f64 * b)
+                            .sum();
+                        *wv += w as f64 * d;
+                    }
+                }
+                let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+                for (i, &wv) in want.iter().enumerate() {
+                    worst = worst.max((out[r * e + i] as f64 - wv).abs() / scale);
+                }
+            }
+            let bound = if ty == GgmlType::F32 { 1e-5 } else { 2e-2 };
+            assert!(
+                worst < bound,
+                "{}: worst relative error {worst:.2e}",
+                ty.name()
+            );
+        }
+    }
 
     #[test]
     fn routes_top_k_with_renormalisation() {
