@@ -14,4 +14,4 @@ pub use error::{ModelError, Result};
 pub use hparams::{Arch, HParams, SlidingWindow};
 pub use model::{BatchRow, Model};
 pub use plan::{context_growth_allowance, kv_spec, plan_memory};
-pub use weights::{weight_descs, Weights};
+pub use weights::{decode_weight_bytes, weight_descs, Weights};

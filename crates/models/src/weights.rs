@@ -203,6 +203,24 @@ pub enum Ffn<W> {
     Moe(MoeWeights<W>),
 }
 
+/// Weight bytes one decode token reads (as stored in the file): every tensor, except that of
+/// each 3-D routed-expert stack only the `n_expert_used / n_expert` share a row uses. For
+/// bandwidth figures of MoE models (a dense model reads everything).
+pub fn decode_weight_bytes(file: &GgufFile, hp: &HParams) -> Result<u64> {
+    let mut total = 0u64;
+    for d in check_weights(file, hp)? {
+        let t = file
+            .tensor(&d.name)
+            .ok_or_else(|| ModelError::MissingTensor(d.name.clone()))?;
+        let bytes = t.n_bytes;
+        total += match (&hp.moe, t.dims.len()) {
+            (Some(m), 3) => bytes / m.n_expert as u64 * m.n_expert_used as u64,
+            _ => bytes,
+        };
+    }
+    Ok(total)
+}
+
 pub struct LayerWeights<W> {
     pub attn_norm: W,
     pub mixer: Mixer<W>,

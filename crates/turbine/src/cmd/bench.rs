@@ -248,6 +248,8 @@ impl BackendJob for BenchJob {
                     .validated()?;
                     let plan = plan_memory(backend.as_ref(), &file, &hp, &cfg)?;
                     let weight_bytes = plan.role_bytes(backend.device(), Role::Model);
+                    // A decode token of an MoE model reads only its experts' share.
+                    let decode_bytes = models::decode_weight_bytes(&file, &hp)?;
                     let mut model = Model::load_planned(
                         backend.clone(),
                         file.clone(),
@@ -269,7 +271,14 @@ impl BackendJob for BenchJob {
                         let n = test.tokens();
                         let mut rates = Vec::with_capacity(reps);
                         for _ in 0..reps {
-                            model.truncate(0, depth)?;
+                            if model.can_truncate_prefix() || depth == 0 {
+                                model.truncate(0, depth)?;
+                            } else {
+                                // A recurrent state cannot be rewound: clear, refill the depth
+                                // (untimed).
+                                model.truncate(0, 0)?;
+                                fill(&mut model, &prefix)?;
+                            }
                             let toks = source.take(n, hp.n_vocab);
                             let t0 = Instant::now();
                             match test {
@@ -295,7 +304,7 @@ impl BackendJob for BenchJob {
                             .sum::<f64>()
                             / n as f64;
                         let per_token = match test {
-                            Test::Gen(_) => weight_bytes as f64 + kv_avg,
+                            Test::Gen(_) => decode_bytes as f64 + kv_avg,
                             Test::Prompt(_) => {
                                 let ubatches = n.div_ceil(cfg.n_ubatch) as f64;
                                 (weight_bytes as f64 * ubatches + kv_avg * n as f64) / n as f64
