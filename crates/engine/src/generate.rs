@@ -126,6 +126,12 @@ impl<B: Backend> Generator<B> {
             .take_while(|(a, b)| a == b)
             .count()
             .min(prompt.len() - 1);
+        // A recurrent state (qwen35) cannot be rewound to a shorter prefix: start over.
+        let common = if common < self.model.seq_len(SEQ) && !self.model.can_truncate_prefix() {
+            0
+        } else {
+            common
+        };
         self.model.truncate(SEQ, common)?;
         self.tokens.truncate(common);
 
