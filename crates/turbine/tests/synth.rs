@@ -166,6 +166,12 @@ fn check_arch(arch: &str) {
     let dir = tmp_dir(arch);
     let path = synth(&dir, arch, &[]);
     check_header(&path, arch);
+    run_both(arch, &path);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Generates from `path` in turbine and llama.cpp and compares the texts.
+fn run_both(arch: &str, path: &Path) {
     let p = path.to_str().unwrap();
     let turbine_out: Vec<String> = PROMPTS
         .iter()
@@ -191,7 +197,7 @@ fn check_arch(arch: &str) {
         })
         .collect();
     if let Some(py) = python() {
-        let runs = llama_cpp_generate(&py, &path);
+        let runs = llama_cpp_generate(&py, path);
         assert!(
             runs.iter().all(|r| !r.ids.is_empty()),
             "{arch}: llama.cpp generated nothing"
@@ -217,7 +223,6 @@ fn check_arch(arch: &str) {
             runs.len()
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -248,6 +253,48 @@ fn qwen35_tiny_runs_in_turbine_and_llama_cpp() {
 #[test]
 fn qwen35moe_tiny_runs_in_turbine_and_llama_cpp() {
     check_arch("qwen35moe");
+}
+
+/// `--vocab`: llama.cpp's SentencePiece test vocabulary (32000 tokens with scores), padded to
+/// 32100 with unused `[PADi]` tokens; both engines load and run the model.
+#[test]
+fn vocab_copied_from_a_vocab_file_is_padded_and_runs() {
+    let vocab = root().join("fixtures/llama.cpp/models/ggml-vocab-llama-spm.gguf");
+    if !vocab.exists() {
+        if std::env::var("TURBINE_REQUIRE_ASSETS").as_deref() == Ok("1") {
+            panic!("{} missing: run scripts/fetch-models.sh", vocab.display());
+        }
+        eprintln!(
+            "skipped: {} missing; run scripts/fetch-models.sh",
+            vocab.display()
+        );
+        return;
+    }
+    let dir = tmp_dir("vocab");
+    let path = synth(
+        &dir,
+        "llama",
+        &["--vocab", vocab.to_str().unwrap(), "--n-vocab", "32100"],
+    );
+    let f = GgufFile::open(&path).expect("open");
+    let md = f.metadata();
+    let tokens = md.get_str_array("tokenizer.ggml.tokens").unwrap();
+    assert_eq!(tokens.len(), 32100);
+    assert_eq!(tokens[32000], "[PAD32000]");
+    assert_eq!(
+        md.get_f32_array("tokenizer.ggml.scores").unwrap().len(),
+        32100
+    );
+    let types = md.get_i32_array("tokenizer.ggml.token_type").unwrap();
+    assert_eq!((types.len(), types[32099]), (32100, 5));
+    assert_eq!(f.tensor("token_embd.weight").unwrap().dims, [256, 32100]);
+    // The copied tokenizer tokenizes like the original.
+    let original = text::Tokenizer::from_gguf(&GgufFile::open(&vocab).unwrap()).unwrap();
+    let copied = text::Tokenizer::from_gguf(&f).unwrap();
+    let s = "Hello world, the answer is 42";
+    assert_eq!(copied.encode(s, true, true), original.encode(s, true, true));
+    run_both("llama", &path);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -124,20 +124,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         r.n_params as f64 / 1e9,
         types.join(", ")
     );
-    let what = if args.header_only {
-        format!(
-            "header only ({}; data would be {})",
+    if args.header_only {
+        println!(
+            "  header only: {} (data would be {}) in {:.2} s, seed {}",
             human(r.file_bytes),
-            human(r.data_bytes)
-        )
+            human(r.data_bytes),
+            r.seconds,
+            args.seed
+        );
     } else {
-        format!("{} B = {}", r.file_bytes, human(r.file_bytes))
-    };
-    println!(
-        "  file {what} in {:.2} s ({:.2} GiB/s), seed {}",
-        r.seconds,
-        gib(r.file_bytes) / r.seconds.max(1e-9),
-        args.seed
-    );
+        println!(
+            "  file {} B = {} in {:.2} s ({:.2} GiB/s), seed {}",
+            r.file_bytes,
+            human(r.file_bytes),
+            r.seconds,
+            gib(r.file_bytes) / r.seconds.max(1e-9),
+            args.seed
+        );
+    }
     Ok(())
 }
