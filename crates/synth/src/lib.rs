@@ -62,6 +62,7 @@ pub struct Report {
 pub fn synthesize(opts: &Options) -> Result<Report, SynthError> {
     let start = Instant::now();
     check_type(opts.ty)?;
+    check_shape(&opts.shape)?;
     let mut shape = opts.shape.clone();
     let mut tok = gguf::Metadata::new();
     match &opts.vocab {
@@ -105,6 +106,22 @@ pub fn synthesize(opts: &Options) -> Result<Report, SynthError> {
     })
 }
 
+/// Sizes that fit the u32 keys and i32 token ids of a GGUF model.
+fn check_shape(s: &Shape) -> Result<(), SynthError> {
+    let limits = [
+        ("layers", s.n_layer, 1, 1 << 16),
+        ("vocabulary size", s.n_vocab, 1, i32::MAX as usize),
+    ];
+    for (what, n, lo, hi) in limits {
+        if !(lo..=hi).contains(&n) {
+            return Err(SynthError::Input(format!(
+                "{what} {n} is out of range ({lo}..={hi})"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Weight types a model file can hold and this crate can fill.
 fn check_type(ty: GgmlType) -> Result<(), SynthError> {
     let storable = !ty.is_turbo()
@@ -124,5 +141,37 @@ fn check_type(ty: GgmlType) -> Result<(), SynthError> {
         Err(SynthError::Input(format!(
             "--type {ty}: not a weight type synth can generate"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_sizes_and_types_are_one_line_errors() {
+        let mut opts = Options {
+            arch: Arch::Qwen3,
+            shape: shape(Arch::Qwen3, "tiny").unwrap(),
+            ty: GgmlType::Q8_1,
+            seed: 0,
+            output: std::env::temp_dir().join("synth-never-written.gguf"),
+            header_only: true,
+            vocab: None,
+        };
+        let e = synthesize(&opts).unwrap_err().to_string();
+        assert!(e.contains("--type q8_1"), "{e}");
+        opts.ty = GgmlType::Q4K;
+        opts.shape.n_layer = 0;
+        let e = synthesize(&opts).unwrap_err().to_string();
+        assert!(e.contains("layers 0 is out of range"), "{e}");
+        opts.shape.n_layer = 2;
+        opts.shape.n_vocab = 100;
+        let e = synthesize(&opts).unwrap_err().to_string();
+        assert!(e.contains("too small for the built-in tokenizer"), "{e}");
+        opts.shape.n_vocab = 512;
+        opts.output = std::env::temp_dir().join("no-such-dir-synth/x.gguf");
+        let e = synthesize(&opts).unwrap_err().to_string();
+        assert!(e.contains("no-such-dir-synth/x.gguf"), "{e}");
     }
 }
