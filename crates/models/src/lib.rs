@@ -1,5 +1,6 @@
 //! Models: hyperparameters and weights from GGUF, the memory plan, and the forward pass of the
-//! llama family (llama, qwen2, qwen3) and gemma3.
+//! llama family (llama, qwen2, qwen3), gemma3, qwen3moe (mixture of experts) and the qwen3.5
+//! hybrids qwen35 / qwen35moe (Gated DeltaNet layers with a recurrent state, gated attention).
 
 pub mod config;
 pub mod error;
