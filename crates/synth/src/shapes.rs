@@ -168,7 +168,7 @@ pub fn shape_names(arch: Arch) -> &'static [&'static str] {
         Arch::Qwen2 => &["tiny", "0.5b", "7b"],
         Arch::Qwen3 => &["tiny", "0.6b", "8b"],
         Arch::Qwen3Moe => &["tiny", "30b-a3b"],
-        Arch::Qwen35 => &["tiny"],
+        Arch::Qwen35 => &["tiny", "27b"],
         Arch::Qwen35Moe => &["tiny", "35b-a3b"],
     }
 }
@@ -250,6 +250,22 @@ pub fn shape(arch: Arch, name: &str) -> Result<Shape, SynthError> {
             rope_sections: Some([3, 3, 2, 0]),
             linear: Some(tiny_linear()),
             ..dense(name, 4, 256, 4, 2, 64, 512, 512)
+        },
+        // Qwen3.5-27B: 64 layers, 3 of 4 Gated DeltaNet (16 key / 48 value heads of 128);
+        // gated full attention with 24 query heads, 4 KV heads of 256, partial RoPE as 35B-A3B.
+        (Arch::Qwen35, "27b") => Shape {
+            n_ctx_train: 262144,
+            rope_base: 1e7,
+            n_rot: 64,
+            rope_sections: Some([11, 11, 10, 0]),
+            linear: Some(Linear {
+                full_attention_interval: 4,
+                conv_kernel: 4,
+                n_k_heads: 16,
+                n_v_heads: 48,
+                head_dim: 128,
+            }),
+            ..dense(name, 64, 5120, 24, 4, 256, 17408, 248320)
         },
         (Arch::Qwen35Moe, "tiny") => Shape {
             n_rot: 16,

@@ -268,6 +268,17 @@ mod tests {
     }
 
     #[test]
+    fn qwen35_27b_is_27b_parameters() {
+        let s = shape(Arch::Qwen35, "27b").unwrap();
+        let t = tensor_table(Arch::Qwen35, &s, GgmlType::Q4K);
+        let params: u64 = t.iter().map(|x| x.n_elements()).sum();
+        assert!((26.5e9..27.5e9).contains(&(params as f64)), "{params}");
+        assert_eq!(dims(&t, "blk.0.attn_qkv.weight"), [5120, 10240]);
+        assert_eq!(dims(&t, "blk.63.attn_q.weight"), [5120, 12288]);
+        assert_eq!(dims(&t, "blk.63.ffn_down.weight"), [17408, 5120]);
+    }
+
+    #[test]
     fn rows_that_do_not_fit_the_type_fall_back() {
         let s = shape(Arch::Llama, "smollm2-135m").unwrap();
         let t = tensor_table(Arch::Llama, &s, GgmlType::Q4K);
