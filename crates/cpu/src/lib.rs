@@ -36,9 +36,18 @@
 //! # Threads
 //!
 //! [`ThreadPool::run`]`(|thread_idx, n_threads| …)` runs a borrowing closure on every thread
-//! and returns when all are done (workers spin ~300 µs, then park). Large element-wise inputs
-//! are split over the pool; decode-sized ones stay on the calling thread. Use at most as
-//! many threads as free cores: spinning workers on an oversubscribed machine cost a lot.
+//! and returns when all are done (idle workers spin ~100 µs, yielding now and then, then
+//! park). Matmul and the element-wise ops split their work into pieces the threads claim
+//! ([`ThreadPool::run_dynamic`]): a worker that has no core when a job starts (a loaded
+//! machine) is not waited for, so more threads than free cores degrade towards one
+//! thread's speed instead of stalling. Large element-wise inputs are split over the pool;
+//! decode-sized ones stay on the calling thread.
+//!
+//! # Batch invariance
+//!
+//! A token's (row's) results never depend on which other rows share the call or on how the
+//! pool splits the work: every kernel computes each row with the same operations in the same
+//! order (tested bit for bit), so a server can batch clients without changing their outputs.
 //!
 //! # Testing
 //!

@@ -242,9 +242,12 @@ unsafe fn dot_blocks<F: Format, const NT: usize>(w: &[u8], acts: [&[u8]; NT], ou
             let x = w.as_ptr().add(b * F::W_BYTES);
             let q = F::unpack(x);
             let abs_q = if F::SIGNED { _mm256_sign_epi8(q, q) } else { q };
-            let dw = load_f16(x);
+            // Scale (and minimum) widened by F16C from one full-register `vmovd`, which
+            // depends on nothing earlier (unlike an insert into a live register).
+            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((x as *const i32).read_unaligned()));
+            let dw = _mm_cvtss_f32(dm);
             let factor = if F::HAS_MIN {
-                load_f16(x.add(2))
+                _mm_cvtss_f32(_mm_movehdup_ps(dm))
             } else {
                 -(F::OFFSET as f32) * dw
             };
