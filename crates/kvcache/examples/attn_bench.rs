@@ -6,7 +6,8 @@
 //! ctx−1. GB/s counts the K and V bytes of the pages read once per KV head (what a decode
 //! step must stream from memory). With one thread the times are this thread's on-CPU time, so
 //! other load on the machine does not inflate them; with several, wall time.
-//! An optional fourth argument keeps only pairs with that type name. "write us/tok" is the
+//! An optional fourth argument keeps only pairs with that type name (`all` for every pair), a
+//! fifth sets the heads (`9/3`: 9 query heads, 3 KV heads), a sixth `decode` skips prefill. "write us/tok" is the
 //! time to quantize and store one token's K and V rows (one layer), in batches of 512.
 
 use std::time::Instant;
@@ -42,7 +43,14 @@ fn main() {
     let threads = args.first().copied().unwrap_or(1);
     let head_dim = args.get(1).copied().unwrap_or(64);
     let ctx = args.get(2).copied().unwrap_or(4096);
-    let (n_heads, nkv) = (16, 2);
+    // Fifth argument `H/KV` (e.g. `9/3` for SmolLM2): query and KV heads; sixth `decode`:
+    // time decode only (for instruction counts under callgrind).
+    let (n_heads, nkv) = raw
+        .get(4)
+        .and_then(|s| s.split_once('/'))
+        .map(|(h, kv)| (h.parse().expect("heads"), kv.parse().expect("KV heads")))
+        .unwrap_or((16, 2));
+    let decode_only = raw.get(5).is_some_and(|s| s == "decode");
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -73,7 +81,7 @@ fn main() {
     ];
     for (k, v) in pairs {
         if let Some(f) = &filter {
-            if k.name() != f && v.name() != f {
+            if f != "all" && k.name() != f && v.name() != f {
                 continue;
             }
         }
@@ -153,7 +161,11 @@ fn main() {
         };
         let decode = run(1, 20);
         let prefill_rows = 512.min(ctx);
-        let prefill = run(prefill_rows, 1);
+        let prefill = if decode_only {
+            f64::NAN
+        } else {
+            run(prefill_rows, 1)
+        };
         println!(
             "{:>7} {:>7} | {:>10.1} {:>8.2} | {:>12.1} {:>10.0} | {:>12.2}",
             k.name(),

@@ -8,6 +8,10 @@ use crate::exec::{Executor, Sequential};
 use crate::layout::{KvConfig, KvLayout, LayerKind};
 use crate::pool::PagePool;
 
+/// A first batch of fewer rows than this leaves a sequence's keys uncentered: the mean of a
+/// handful of keys (often dominated by the first token's) is no estimate of their common part.
+pub const MIN_CENTER_ROWS: usize = 8;
+
 /// One row of a batch: which sequence it belongs to and its position there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenPos {
@@ -34,6 +38,11 @@ pub struct KvCache {
     layout: KvLayout,
     data: Vec<u8>,
     pool: PagePool,
+    /// Turbo K only: per (sequence, layer) the `n_kv_heads × head_dim_k` key center that is
+    /// subtracted before quantizing (see [`crate::layout::centers_floats`]); empty otherwise.
+    centers: Vec<f32>,
+    /// Per sequence, rows of the current batch that set its center (scratch of `write_with`).
+    center_rows: Vec<u32>,
 }
 
 /// Geometry and occupancy only: the page bytes (gigabytes) are never printed.
@@ -58,7 +67,22 @@ impl KvCache {
         // Zeroed: pages never written read as zeros, not as stale bytes of another process.
         let data = vec![0u8; layout.data_bytes];
         let pool = PagePool::new(config);
-        Ok(KvCache { layout, data, pool })
+        let centers = vec![0.0f32; crate::layout::centers_floats(config)];
+        let center_rows = vec![
+            0u32;
+            if centers.is_empty() {
+                0
+            } else {
+                config.max_seqs
+            }
+        ];
+        Ok(KvCache {
+            layout,
+            data,
+            pool,
+            centers,
+            center_rows,
+        })
     }
 
     pub fn layout(&self) -> &KvLayout {
@@ -72,7 +96,9 @@ impl KvCache {
     /// Bytes this cache holds, measured from its buffers' capacities; equals
     /// [`KvCache::bytes_required`] (tested).
     pub fn allocated_bytes(&self) -> usize {
-        self.data.capacity() + self.pool.allocated_bytes()
+        self.data.capacity()
+            + self.pool.allocated_bytes()
+            + 4 * (self.centers.capacity() + self.center_rows.capacity())
     }
 
     pub fn free_pages(&self) -> usize {
@@ -168,7 +194,11 @@ impl KvCache {
                 });
             }
         }
+        if !self.centers.is_empty() {
+            self.set_centers(layer, tokens, k);
+        }
         // Bookkeeping first (cheap, in order); then the rows it accepted are encoded.
+        let c = &self.layout.config;
         let ring = self.layout.ring_pages[layer];
         let page_size = c.page_size;
         let mut accepted = tokens.len();
@@ -199,6 +229,8 @@ impl KvCache {
         let data = SharedBytes(self.data.as_mut_ptr());
         let encode_error = Mutex::new(None);
         let (k_pack, v_pack) = (layout.k_pack, layout.v_pack);
+        let centers = &self.centers;
+        let n_layers = layout.config.layers.len();
         let encode_token = |i: usize, _worker: usize| {
             let t = tokens[i];
             let page = page_for(layout, pool, layer, t.seq, t.pos);
@@ -223,7 +255,11 @@ impl KvCache {
                     // share a slot run on one thread (below).
                     let dst = unsafe { std::slice::from_raw_parts_mut(data.ptr().add(at), hb) };
                     let row = &src[(i * nkv + h0) * d..(i * nkv + h1) * d];
-                    if let Err(e) = encode_head(ty, row, dst) {
+                    let center = (is_k && !centers.is_empty()).then(|| {
+                        let base = (t.seq * n_layers + layer) * nkv * d;
+                        &centers[base + h0 * d..base + h1 * d]
+                    });
+                    if let Err(e) = encode_head(ty, row, center, dst) {
                         if let Ok(mut slot) = encode_error.lock() {
                             slot.get_or_insert(e);
                         }
@@ -242,6 +278,56 @@ impl KvCache {
         match failure {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// Sets the key center of every sequence whose `layer` is empty before this batch: the
+    /// mean of its K rows in the batch (zero if it has fewer than [`MIN_CENTER_ROWS`]).
+    ///
+    /// Why: a query's scores against keys `k − c` differ from those against `k` by the same
+    /// `q · c` for every key of its sequence, which the softmax cancels, so any fixed `c` per
+    /// (sequence, layer, head) is exact. Keys share a large common part (channels with a
+    /// consistent offset), and a turbo group's error scales with the norm of what it stores,
+    /// so storing `k − mean` cuts the score error. A sequence keeps its center until it is
+    /// emptied (truncated to 0), since its stored keys depend on it.
+    fn set_centers(&mut self, layer: usize, tokens: &[TokenPos], k: &[f32]) {
+        let c = &self.layout.config;
+        let width = c.n_kv_heads * c.head_dim_k;
+        let n_layers = c.layers.len();
+        let fresh = |pool: &PagePool, seq: usize| seq < c.max_seqs && pool.written(seq, layer) == 0;
+        for t in tokens {
+            if fresh(&self.pool, t.seq) {
+                self.center_rows[t.seq] = 0;
+            }
+        }
+        for (i, t) in tokens.iter().enumerate() {
+            if !fresh(&self.pool, t.seq) {
+                continue;
+            }
+            let center = &mut self.centers[(t.seq * n_layers + layer) * width..][..width];
+            if self.center_rows[t.seq] == 0 {
+                center.fill(0.0);
+            }
+            self.center_rows[t.seq] += 1;
+            for (m, x) in center.iter_mut().zip(&k[i * width..(i + 1) * width]) {
+                *m += x;
+            }
+        }
+        for t in tokens {
+            let n = self.center_rows.get(t.seq).copied().unwrap_or(0);
+            if n == 0 || !fresh(&self.pool, t.seq) {
+                continue;
+            }
+            let center = &mut self.centers[(t.seq * n_layers + layer) * width..][..width];
+            let inv = if n as usize >= MIN_CENTER_ROWS {
+                1.0 / n as f32
+            } else {
+                0.0
+            };
+            for m in center.iter_mut() {
+                *m *= inv;
+            }
+            self.center_rows[t.seq] = 0; // divided once
         }
     }
 

@@ -16,8 +16,14 @@ use crate::error::{KvError, Result};
 use crate::types::KvType;
 
 /// Writes one head (`src.len()` = unpadded head size) into `dst` (its padded size in `ty`).
-/// Turbo types pad each head to a multiple of 128 with zeros before rotating.
-pub(crate) fn encode_head(ty: KvType, src: &[f32], dst: &mut [u8]) -> Result<()> {
+/// Turbo types pad each head to a multiple of 128 with zeros before rotating, and store
+/// `src − center` when a center is given (the cache's key centering; ignored for other types).
+pub(crate) fn encode_head(
+    ty: KvType,
+    src: &[f32],
+    center: Option<&[f32]>,
+    dst: &mut [u8],
+) -> Result<()> {
     let err = |e: formats::FormatError| KvError::Quantize {
         ty: ty.name(),
         msg: e.to_string(),
@@ -34,6 +40,11 @@ pub(crate) fn encode_head(ty: KvType, src: &[f32], dst: &mut [u8]) -> Result<()>
         let mut group = [0.0f32; QK_TURBO];
         if start < end {
             group[..end - start].copy_from_slice(&src[start..end]);
+            if let Some(c) = center {
+                for (x, m) in group[..end - start].iter_mut().zip(&c[start..end]) {
+                    *x -= m;
+                }
+            }
         }
         #[cfg(target_arch = "x86_64")]
         if fast && out.len() == bytes {
@@ -226,7 +237,7 @@ mod tests {
                 let padded = ty.padded_head_dim(head_dim).unwrap();
                 let mut bytes = vec![0u8; ty.head_bytes(head_dim).unwrap()];
                 let src = values(head_dim, head_dim as u32 + ty.block_bytes() as u32);
-                encode_head(ty, &src, &mut bytes).unwrap();
+                encode_head(ty, &src, None, &mut bytes).unwrap();
                 let mut want = vec![0.0f32; padded];
                 formats::dequantize(ty.ggml(), &bytes, &mut want).unwrap();
                 let mut got = vec![f32::NAN; padded];
@@ -243,7 +254,7 @@ mod tests {
         for ty in [KvType::Turbo2, KvType::Turbo3, KvType::Turbo4] {
             let src = values(96, 7);
             let mut bytes = vec![0u8; ty.head_bytes(96).unwrap()];
-            encode_head(ty, &src, &mut bytes).unwrap();
+            encode_head(ty, &src, None, &mut bytes).unwrap();
             let mut padded = [0.0f32; QK_TURBO];
             padded[..96].copy_from_slice(&src);
             let mut want = vec![0u8; ty.block_bytes()];

@@ -281,17 +281,37 @@ fn heads_per_row(c: &KvConfig, ty: KvType, head_dim: usize, padded: usize) -> us
     }
 }
 
+/// Floats of the key centers a turbo-K cache keeps: `n_kv_heads × head_dim_k` per (sequence,
+/// layer); 0 for other K types.
+pub(crate) fn centers_floats(c: &KvConfig) -> usize {
+    if c.k_type.is_turbo() {
+        c.max_seqs * c.layers.len() * c.n_kv_heads * c.head_dim_k
+    } else {
+        0
+    }
+}
+
 /// u32 words of bookkeeping: the free list (one per page), the page tables (one row of
 /// `n_pages` per sequence, since one sequence may take the whole pool), the reserved length of
 /// each sequence, and per (sequence, layer) a written-positions mark and the lowest position
-/// not evicted (sliding rings).
+/// not evicted (sliding rings); for turbo K also the key centers and a row count per sequence.
 pub(crate) fn metadata_words(c: &KvConfig) -> Option<usize> {
     let tables = c.max_seqs.checked_mul(c.n_pages)?;
     let marks = c.max_seqs.checked_mul(c.layers.len())?;
+    let centers = if c.k_type.is_turbo() {
+        c.max_seqs
+            .checked_mul(c.layers.len())?
+            .checked_mul(c.n_kv_heads)?
+            .checked_mul(c.head_dim_k)?
+            .checked_add(c.max_seqs)?
+    } else {
+        0
+    };
     c.n_pages
         .checked_add(tables)?
         .checked_add(c.max_seqs)?
-        .checked_add(marks.checked_mul(2)?)
+        .checked_add(marks.checked_mul(2)?)?
+        .checked_add(centers)
 }
 
 #[cfg(test)]

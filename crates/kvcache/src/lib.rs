@@ -11,7 +11,10 @@
 //! - [`KvCache::reserve`] / [`KvCache::truncate`] / [`KvCache::free_sequence`]: pages from a
 //!   fixed pool, a page table per sequence; a full pool is [`KvError::OutOfPages`].
 //! - [`KvCache::write`] / [`KvCache::write_with`]: K/V rows of a batch into one layer,
-//!   quantized exactly as the `formats` reference quantizers do.
+//!   quantized exactly as the `formats` reference quantizers do. Turbo K rows are stored minus
+//!   their sequence's key center (the mean of its first batch's keys per layer and head): the
+//!   softmax cannot see a per-query constant, and the turbo error shrinks with what is stored.
+//! - 64-wide turbo heads share 128-value rotation groups ([`KvConfig::pack_turbo_heads`]).
 //! - [`KvCache::attend`]: causal (optionally sliding-window) GQA attention straight from the
 //!   packed pages, on a caller-supplied [`Executor`] and workspace
 //!   ([`attention_workspace_bytes`], independent of the context length).

@@ -519,3 +519,91 @@ fn ring_layer_equals_paged_layer() {
     a.free_sequence(0).unwrap();
     assert_eq!(a.evicted_below(LAYER, 0).unwrap(), 0);
 }
+
+/// Exact f64 attention of one query row over float keys and values (one head).
+fn exact_attention(q: &[f32], keys: &[Vec<f32>], values: &[Vec<f32>], scale: f64) -> Vec<f64> {
+    let s: Vec<f64> = keys
+        .iter()
+        .map(|k| {
+            q.iter()
+                .zip(k)
+                .map(|(&a, &b)| a as f64 * b as f64)
+                .sum::<f64>()
+                * scale
+        })
+        .collect();
+    let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+    let sum: f64 = w.iter().sum();
+    let mut out = vec![0.0; values[0].len()];
+    for (wi, v) in w.iter().zip(values) {
+        for (o, x) in out.iter_mut().zip(v) {
+            *o += wi / sum * *x as f64;
+        }
+    }
+    out
+}
+
+/// Turbo K stores keys minus their sequence's mean (softmax cannot tell): keys sharing a
+/// large common offset come out as accurate as keys without it. Without centering the
+/// offset would multiply the turbo error of every score by about its size.
+#[test]
+fn turbo_keys_with_a_common_offset_are_centered() {
+    use kvcache::{AttentionInput, KvCache, TokenPos};
+    let (n, dim) = (48usize, 64usize);
+    for ty in [KvType::Turbo4, KvType::Turbo3] {
+        let mut errs = Vec::new();
+        for offset in [0.0f32, 8.0] {
+            let mut s = Scenario::new(ty, KvType::F32, dim);
+            s.n_kv_heads = 1;
+            s.group = 1;
+            s.seq_lens = vec![n];
+            let mut cache = KvCache::new(&s.config()).unwrap();
+            let mut rng = Rng::new(5);
+            let keys: Vec<Vec<f32>> = (0..n)
+                .map(|_| {
+                    rng.normals(dim, 1.0)
+                        .iter()
+                        .enumerate()
+                        .map(|(j, x)| x + offset * (1.0 + (j as f32 * 0.3).sin()))
+                        .collect()
+                })
+                .collect();
+            let values: Vec<Vec<f32>> = (0..n).map(|_| rng.normals(dim, 1.0)).collect();
+            let tokens: Vec<TokenPos> = (0..n).map(|pos| TokenPos { seq: 0, pos }).collect();
+            cache.reserve(0, n).unwrap();
+            let k: Vec<f32> = keys.concat();
+            let v: Vec<f32> = values.concat();
+            cache.write(LAYER, &tokens, &k, &v).unwrap();
+            let q = rng.normals(dim, 2.0);
+            let mut out = vec![0.0f32; dim];
+            let last = [TokenPos { seq: 0, pos: n - 1 }];
+            let input = AttentionInput {
+                layer: LAYER,
+                tokens: &last,
+                q: &q,
+                n_heads: 1,
+                scale: 0.125,
+            };
+            let shape = kvcache::AttentionShape::for_layout(cache.layout(), 1, 1, 1);
+            let mut ws = vec![0.0f32; kvcache::attention_workspace_floats(&shape).unwrap()];
+            cache
+                .attend(&input, &mut out, &Sequential, &mut ws)
+                .unwrap();
+            let want = exact_attention(&q, &keys, &values, 0.125);
+            let err: f64 = out
+                .iter()
+                .zip(&want)
+                .map(|(&g, w)| (g as f64 - w).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            errs.push(err);
+        }
+        assert!(
+            errs[1] < 1.5 * errs[0] + 1e-3,
+            "{ty}: error {:.4} with a common key offset vs {:.4} without",
+            errs[1],
+            errs[0]
+        );
+    }
+}

@@ -52,7 +52,11 @@ fn allocated_bytes_equal_the_formula() {
                 };
                 let data = 3 * cfg.n_pages * 32 * (heads_bytes(k) + heads_bytes(v));
                 // Free list + page tables, reserved lengths, marks and floors per (seq, layer).
-                let meta = 4 * (cfg.n_pages * (1 + cfg.max_seqs) + 4 + 2 * 4 * 4);
+                let mut meta = 4 * (cfg.n_pages * (1 + cfg.max_seqs) + 4 + 2 * 4 * 4);
+                if k.is_turbo() {
+                    // Key centers: 4 sequences × 4 layers × 3 heads × hd floats, a count each.
+                    meta += 4 * (4 * 4 * 3 * hd + 4);
+                }
                 assert_eq!(need, data + meta, "{k}/{v} head {hd}");
             }
         }

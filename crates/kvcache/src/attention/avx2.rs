@@ -648,7 +648,7 @@ mod tests {
                             }
                         })
                         .collect();
-                    encode_head(ty, &src, row).unwrap();
+                    encode_head(ty, &src, None, row).unwrap();
                 }
                 let pitch = padded + 3;
                 let mut want = vec![0.0f32; n * pitch];
@@ -680,7 +680,7 @@ mod tests {
                 let src: Vec<f32> = (0..128)
                     .map(|i| ((i * 7 + r) as f32 * 0.37).sin())
                     .collect();
-                encode_head(ty, &src, row).unwrap();
+                encode_head(ty, &src, None, row).unwrap();
             }
             let signs: [f32; 64] = std::array::from_fn(|j| if j % 3 == 0 { -1.0 } else { 1.0 });
             let mut want = vec![0.0f32; n * pitch];

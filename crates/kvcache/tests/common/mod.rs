@@ -94,7 +94,7 @@ impl Scenario {
             window: None,
             ring_batch: None,
             seq_lens: vec![37, 21],
-            round: 7,
+            round: 9, // at least MIN_CENTER_ROWS: turbo K sequences get centered
             rows_per_seq: 3,
             extra_row: true,
             q_scale: 2.0,
