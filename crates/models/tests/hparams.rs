@@ -130,3 +130,67 @@ fn missing_tensor_is_named() {
     };
     assert_eq!(e, "tensor `output_norm.weight` is missing");
 }
+
+/// qwen35moe keys as llama.cpp writes them (ssm.*, expert_*, full_attention_interval).
+fn qwen35moe(edit: impl FnOnce(&mut Vec<(String, Value)>)) -> GgufFile {
+    file("qwen35moe", |kv| {
+        kv.retain(|(k, _)| k != "qwen35moe.feed_forward_length");
+        for (k, v) in [
+            ("expert_count", 8),
+            ("expert_used_count", 2),
+            ("expert_feed_forward_length", 32),
+            ("expert_shared_feed_forward_length", 48),
+            ("ssm.conv_kernel", 4),
+            ("ssm.state_size", 16),
+            ("ssm.group_count", 2),
+            ("ssm.time_step_rank", 4),
+            ("ssm.inner_size", 64),
+            ("full_attention_interval", 2),
+        ] {
+            kv.push((format!("qwen35moe.{k}"), Value::U32(v)));
+        }
+        edit(kv);
+    })
+}
+
+#[test]
+fn hybrid_moe_keys() {
+    let hp = HParams::from_gguf(&qwen35moe(|_| {})).unwrap();
+    assert_eq!(hp.arch, Arch::Qwen35Moe);
+    let m = hp.moe.unwrap();
+    assert_eq!(
+        (m.n_expert, m.n_expert_used, m.n_ff_exp, m.n_ff_shexp),
+        (8, 2, 32, 48)
+    );
+    assert!(m.norm_topk);
+    let s = hp.ssm.unwrap();
+    assert_eq!((s.head_v_dim(), s.conv_channels()), (16, 2 * 2 * 16 + 64));
+    // Interval 2: layer 0 recurrent, layer 1 attention (KV layer 0).
+    assert!(hp.is_recurrent(0) && !hp.is_recurrent(1));
+    assert_eq!((hp.kv_layer(1), hp.recurrent_layer(0)), (Some(0), Some(0)));
+    assert!(hp.attn_output_gate);
+
+    let e = err(&qwen35moe(|kv| {
+        kv.retain(|(k, _)| k != "qwen35moe.ssm.group_count")
+    }));
+    assert_eq!(
+        e,
+        "GGUF metadata key `qwen35moe.ssm.group_count` is missing"
+    );
+    let e = err(&qwen35moe(|kv| {
+        kv.push(("qwen35moe.ssm.group_count".into(), Value::U32(3)))
+    }));
+    assert!(e.contains("multiple of 3 key heads"), "{e}");
+    let e = err(&qwen35moe(|kv| {
+        kv.push(("qwen35moe.expert_used_count".into(), Value::U32(9)))
+    }));
+    assert!(e.contains("exceeds the 8 experts"), "{e}");
+    let e = err(&qwen35moe(|kv| {
+        kv.push(("qwen35moe.expert_gating_func".into(), Value::U32(2)))
+    }));
+    assert!(e.contains("only softmax"), "{e}");
+    let e = err(&qwen35moe(|kv| {
+        kv.push(("qwen35moe.full_attention_interval".into(), Value::U32(0)))
+    }));
+    assert!(e.contains("full_attention_interval"), "{e}");
+}
