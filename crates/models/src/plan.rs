@@ -91,6 +91,84 @@ fn f32_bytes(dims: &[usize], what: &str) -> Result<u64> {
         .ok_or_else(|| overflow(what))
 }
 
+/// What `-ctk auto` resolves to for a requested V type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoKv {
+    pub type_k: GgmlType,
+    pub type_v: GgmlType,
+    /// Set when the requested V type was raised, saying why.
+    pub note: Option<String>,
+}
+
+/// The smallest turbo V type that stays within 2% of f16 perplexity (with q8_0 K) for this
+/// model's head size. Measured with `scripts/kv-quality.sh` (ctx 512, KL vs f16 KV):
+/// 64-wide heads are packed two to a rotation group, so each head's error is relative to the
+/// pair's norm, and turbo3 V costs more than 2% (SmolLM2-135M +2.3%); heads of 128 and more
+/// keep a group (or several) to themselves.
+fn smallest_safe_turbo_v(hp: &HParams) -> GgmlType {
+    if hp.head_dim_v < 128 {
+        GgmlType::Turbo4
+    } else {
+        GgmlType::Turbo3
+    }
+}
+
+fn turbo_bits(ty: GgmlType) -> u32 {
+    match ty {
+        GgmlType::Turbo2 => 2,
+        GgmlType::Turbo3 => 3,
+        GgmlType::Turbo4 => 4,
+        _ => 0,
+    }
+}
+
+/// `-ctk auto`: the K type for V type `type_v`, and V raised where the requested turbo type
+/// would cost more than 2% perplexity.
+///
+/// The rule, and why:
+/// - **K is q8_0 whenever V is compressed below 8 bits**, and K = V for f32/f16/bf16/q8_0 V.
+///   K is what low-bit caches hurt: an error in a key moves every score of that key and the
+///   softmax amplifies it, while V errors are averaged over the attended positions. Turbo K
+///   costs 5–30% perplexity on the measured models; q8_0 K with turbo4 V costs under 1%.
+/// - **A turbo V is raised to the smallest turbo type measured within 2%** of f16 perplexity
+///   for the model's head size ([`smallest_safe_turbo_v`]): turbo4 for 64-wide heads, turbo3
+///   for heads of 128 and more. turbo2 V is always raised.
+///
+/// Measured on SmolLM2-135M (64-wide heads, GQA 3), Qwen2.5-0.5B (64-wide, GQA 7) and
+/// Gemma-3-270M (256-wide, GQA 4); the numbers are in the README's KV quality table.
+pub fn auto_kv_types(hp: &HParams, type_v: GgmlType) -> AutoKv {
+    let type_k = match type_v {
+        GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16 | GgmlType::Q8_0 => type_v,
+        _ => GgmlType::Q8_0,
+    };
+    let safe = smallest_safe_turbo_v(hp);
+    if type_v.is_turbo() && turbo_bits(type_v) < turbo_bits(safe) {
+        let note = format!(
+            "-ctk auto: V {} raised to {}: {} V costs more than 2% perplexity with {}-wide heads",
+            type_v.name(),
+            safe.name(),
+            type_v.name(),
+            hp.head_dim_v
+        );
+        return AutoKv {
+            type_k,
+            type_v: safe,
+            note: Some(note),
+        };
+    }
+    AutoKv {
+        type_k,
+        type_v,
+        note: None,
+    }
+}
+
+/// The compressed cache `turbine plan` recommends: what `-ctk auto -ctv turbo3` resolves to,
+/// the smallest turbo cache measured within 2% of f16 perplexity (see [`auto_kv_types`]).
+pub fn recommended_kv(hp: &HParams) -> AutoKv {
+    auto_kv_types(hp, GgmlType::Turbo3)
+}
+
 /// Computes the plan. Reads only the GGUF header (tensor names, types, shapes).
 pub fn plan_memory<B: Backend>(
     backend: &B,

@@ -8,7 +8,7 @@ use engine::plan_engine;
 use gguf::GgufFile;
 use models::{parse_kv_type, HParams, RunConfig};
 use turbine_core::cpu::CpuBackend;
-use turbine_core::{Backend, DeviceMemory, MemoryPlan};
+use turbine_core::{Backend, DeviceMemory, MemoryPlan, Role};
 
 /// The model and the flags that size memory (shared by `plan` and `run`).
 #[derive(clap::Args, Clone, Debug)]
@@ -37,7 +37,9 @@ pub struct ModelArgs {
     /// Parallel sequences.
     #[arg(long = "parallel", visible_alias = "np", default_value_t = 1)]
     pub parallel: usize,
-    /// K cache type (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, turbo2, turbo3, turbo4).
+    /// K cache type (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, turbo2, turbo3, turbo4),
+    /// or `auto`: q8_0 when V is compressed below 8 bits (else the V type), and a turbo V raised
+    /// to the smallest turbo type within 2% of f16 perplexity for this model's head size.
     #[arg(long = "cache-type-k", visible_alias = "ctk", default_value = "f16")]
     pub cache_type_k: String,
     /// V cache type (same names as -ctk).
@@ -78,13 +80,26 @@ impl ModelArgs {
         } else {
             self.ctx_size
         };
+        let mut type_v = parse_kv_type(&self.cache_type_v).context("-ctv")?;
+        // `-ctk auto`: K (and V where needed) chosen for this model and V; see
+        // models::plan::auto_kv_types for the rule and the measurements behind it.
+        let type_k = if self.cache_type_k.eq_ignore_ascii_case("auto") {
+            let auto = models::plan::auto_kv_types(hp, type_v);
+            if let Some(note) = &auto.note {
+                eprintln!("{note}");
+            }
+            type_v = auto.type_v;
+            auto.type_k
+        } else {
+            parse_kv_type(&self.cache_type_k).context("-ctk")?
+        };
         let cfg = RunConfig {
             n_ctx,
             n_batch: self.batch_size,
             n_ubatch: self.ubatch_size,
             n_seq: self.parallel,
-            type_k: parse_kv_type(&self.cache_type_k).context("-ctk")?,
-            type_v: parse_kv_type(&self.cache_type_v).context("-ctv")?,
+            type_k,
+            type_v,
             logits_all: false,
         };
         Ok(cfg.validated()?)
@@ -163,6 +178,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("projected after allocation (MiB):");
     for line in breakdown_lines(&backend, &plan, projected.as_ref()) {
         println!("{line}");
+    }
+    let rec = models::plan::recommended_kv(&hp);
+    let (rk, rv) = (rec.type_k, rec.type_v);
+    if (rk, rv) != (cfg.type_k, cfg.type_v) {
+        let rec = RunConfig {
+            type_k: rk,
+            type_v: rv,
+            ..cfg.clone()
+        };
+        let rec_plan = plan_engine(&backend, &file, &hp, &rec)?;
+        println!(
+            "recommended compressed cache: -ctk {} -ctv {} (what -ctk auto -ctv turbo3 picks for this model: within 2% of f16 perplexity), context {:.0} MiB",
+            rk.name(),
+            rv.name(),
+            rec_plan.role_bytes(backend.device(), Role::Context) as f64 / (1 << 20) as f64,
+        );
     }
     Ok(())
 }
