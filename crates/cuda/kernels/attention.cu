@@ -207,3 +207,216 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     for (int d = threadIdx.x; d < hdv; d += ATTN_THREADS)
         out[((i64)r * n_head + h) * hdv + d] = smem[d] * inv;
 }
+
+// ---- tiled prefill (one sequence, consecutive positions) --------------------------------------
+// attn_prefill: grid (ceil(rows / PF_Q), n_head), 128 threads. Block (qb, h) takes query rows
+// qb·PF_Q .. +PF_Q (positions pos0 + r) of head h and walks the keys of their causal (and
+// sliding-window) range in tiles of PF_K: each K tile is decoded once into shared memory for all
+// PF_Q queries (turbo K: decoded in the rotated domain, against the rotated queries), scores
+// and an online softmax per row, then the V tile (turbo V: rotated domain, R⁻¹ once per output
+// row at the end) is decoded into the same buffer and accumulated. Heads padded to ≤ 128 values.
+// Thread t owns row t / 4; scores of keys t%4 + 4j; output dims t%4 + 4j.
+#define PF_Q 32
+#define PF_K 32
+#define PF_D 128
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
+    attn_prefill(const float* __restrict__ q, const u8* __restrict__ kbase,
+                 const u8* __restrict__ vbase, float* __restrict__ out, int rows, int seq0,
+                 int pos0, int n_head, int n_head_kv, int hdk, int hdv, int pad_k, int pad_v,
+                 i64 khb, i64 vhb, i64 cells, float scale, int window, float softcap) {
+    __shared__ float qs[PF_Q * PF_D];
+    __shared__ float kvs[PF_K * (PF_D + 1)];
+    __shared__ float ps[PF_Q * (PF_K + 1)];
+    const int tid = threadIdx.x, qi = tid >> 2, sub = tid & 3;
+    const int qb = blockIdx.x, h = blockIdx.y;
+    const int kvh = h / (n_head / n_head_kv);
+    const int r0 = qb * PF_Q;
+    const int nq = min(PF_Q, rows - r0);
+    for (int i = tid; i < PF_Q * pad_k; i += ATTN_THREADS) {
+        int rr = i / pad_k, d = i % pad_k;
+        qs[i] = (rr < nq && d < hdk) ? q[((i64)(r0 + rr) * n_head + h) * hdk + d] : 0.0f;
+    }
+    __syncthreads();
+    if constexpr (K_TURBO) block_rotate(qs, PF_Q * pad_k / 128);
+    const u8* kh = kbase + ((i64)seq0 * n_head_kv + kvh) * cells * khb;
+    const u8* vh = vbase + ((i64)seq0 * n_head_kv + kvh) * cells * vhb;
+    const int my_pos = pos0 + r0 + qi;
+    const int first_pos = pos0 + r0, last_pos = pos0 + r0 + nq - 1;
+    const int lo = window > 0 ? max(0, first_pos + 1 - window) : 0;
+    const int hi = last_pos + 1;
+    float m = NEG_INF, l = 0.0f;
+    float acc[PF_D / 4];
+#pragma unroll
+    for (int j = 0; j < PF_D / 4; j++) acc[j] = 0.0f;
+    for (int tile = lo - lo % PF_K; tile < hi; tile += PF_K) {
+        const int nt = min(PF_K, hi - tile);
+        __syncthreads();
+        for (int i = tid; i < PF_K * pad_k; i += ATTN_THREADS) {
+            int kt = i / pad_k, d = i % pad_k;
+            kvs[kt * (PF_D + 1) + d] = kt < nt ? deq_row<KT>(kh + (i64)(tile + kt) * khb, d) : 0.0f;
+        }
+        __syncthreads();
+        float s[PF_K / 4];
+        float mt = NEG_INF;
+#pragma unroll
+        for (int j = 0; j < PF_K / 4; j++) {
+            const int kt = sub + 4 * j, kp = tile + kt;
+            float dot = 0.0f;
+            for (int d = 0; d < pad_k; d++) dot += qs[qi * pad_k + d] * kvs[kt * (PF_D + 1) + d];
+            float x = dot * scale;
+            if (softcap > 0.0f) x = softcap * tanhf(x / softcap);
+            const bool ok = qi < nq && kt < nt && kp <= my_pos && (window <= 0 || kp > my_pos - window);
+            s[j] = ok ? x : NEG_INF;
+            mt = fmaxf(mt, s[j]);
+        }
+        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+        const float mnew = fmaxf(m, mt);
+        const float corr = mnew == NEG_INF ? 1.0f : expf(m - mnew);
+        float lsum = 0.0f;
+#pragma unroll
+        for (int j = 0; j < PF_K / 4; j++) {
+            float pj = s[j] == NEG_INF ? 0.0f : expf(s[j] - mnew);
+            ps[qi * (PF_K + 1) + sub + 4 * j] = pj;
+            lsum += pj;
+        }
+        lsum += __shfl_xor_sync(0xffffffffu, lsum, 1);
+        lsum += __shfl_xor_sync(0xffffffffu, lsum, 2);
+        l = l * corr + lsum;
+        m = mnew;
+        __syncthreads();
+        for (int i = tid; i < PF_K * pad_v; i += ATTN_THREADS) {
+            int kt = i / pad_v, d = i % pad_v;
+            kvs[kt * (PF_D + 1) + d] = kt < nt ? deq_row<VT>(vh + (i64)(tile + kt) * vhb, d) : 0.0f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int j = 0; j < PF_D / 4; j++) {
+            const int d = sub + 4 * j;
+            if (d < pad_v) {
+                float a = acc[j] * corr;
+                for (int kt = 0; kt < nt; kt++) a += ps[qi * (PF_K + 1) + kt] * kvs[kt * (PF_D + 1) + d];
+                acc[j] = a;
+            }
+        }
+    }
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    __syncthreads();
+    // Output rows through shared memory (R⁻¹ of turbo V works on whole rows).
+#pragma unroll
+    for (int j = 0; j < PF_D / 4; j++) {
+        const int d = sub + 4 * j;
+        if (d < pad_v) qs[qi * pad_v + d] = acc[j] * inv;
+    }
+    __syncthreads();
+    if constexpr (V_TURBO) block_rotate_inverse(qs, PF_Q * pad_v / 128);
+    for (int i = tid; i < nq * hdv; i += ATTN_THREADS) {
+        int rr = i / hdv, d = i % hdv;
+        out[((i64)(r0 + rr) * n_head + h) * hdv + d] = qs[rr * pad_v + d];
+    }
+}
+
+// ---- split-K decode, one block per (split, KV head, row) ---------------------------------------
+// attn_decode: grid (splits, n_head_kv, rows), 128 threads; the block serves all G = n_head /
+// n_head_kv query heads of its KV head (G ≤ DEC_G), so each cached K and V value is decoded once
+// per split, not once per query head. Phase 1: warp per key, lanes over head dims, G scores
+// (turbo K: against the rotated queries). Phase 2: per head, max and exp over the split's keys.
+// Phase 3: thread per output dim, over the split's keys, G accumulators (turbo V: rotated
+// domain; attn_merge applies R⁻¹). Writes (m, l, acc) per (row, head, split) like attn_partial.
+#define DEC_G 8
+extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
+    attn_decode(const float* __restrict__ q, const u8* __restrict__ kbase,
+                const u8* __restrict__ vbase, float* __restrict__ ws,
+                const u32* __restrict__ rowinfo, int seq0, int pos0, int n_head, int n_head_kv,
+                int hdk, int hdv, int pad_k, int pad_v, i64 khb, i64 vhb, i64 cells, float scale,
+                int window, float softcap, int split_len, int n_splits) {
+    extern __shared__ float smem[];
+    const int G = n_head / n_head_kv;
+    float* qs = smem;                       // G × pad_k
+    float* sc = qs + G * pad_k;             // G × split_len
+    float* ml = sc + G * split_len;         // G × 2
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int s = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
+    const i64 seq = rowinfo ? rowinfo[2 * r] : seq0;
+    const int pos = rowinfo ? (int)rowinfo[2 * r + 1] : pos0 + r;
+    const int lo = window > 0 ? max(0, pos + 1 - window) : 0;
+    const int t0 = max(lo, s * split_len);
+    const int t1 = min(pos + 1, (s + 1) * split_len);
+    const int nk = max(0, t1 - t0);
+    for (int i = tid; i < G * pad_k; i += ATTN_THREADS) {
+        int g = i / pad_k, d = i % pad_k;
+        qs[i] = d < hdk ? q[((i64)r * n_head + kvh * G + g) * hdk + d] : 0.0f;
+    }
+    __syncthreads();
+    if constexpr (K_TURBO) block_rotate(qs, G * pad_k / 128);
+    const u8* kh = kbase + (seq * n_head_kv + kvh) * cells * khb;
+    const u8* vh = vbase + (seq * n_head_kv + kvh) * cells * vhb;
+    for (int kt = warp; kt < nk; kt += ATTN_WARPS) {
+        const u8* kr = kh + (i64)(t0 + kt) * khb;
+        float part[DEC_G];
+#pragma unroll
+        for (int g = 0; g < DEC_G; g++) part[g] = 0.0f;
+        for (int d = lane; d < pad_k; d += 32) {
+            const float kv = deq_row<KT>(kr, d);
+#pragma unroll
+            for (int g = 0; g < DEC_G; g++)
+                if (g < G) part[g] += qs[g * pad_k + d] * kv;
+        }
+#pragma unroll
+        for (int g = 0; g < DEC_G; g++) {
+            if (g < G) {
+                float x = warp_sum(part[g]) * scale;
+                if (softcap > 0.0f) x = softcap * tanhf(x / softcap);
+                if (lane == 0) sc[g * split_len + kt] = x;
+            }
+        }
+    }
+    __syncthreads();
+    for (int g = warp; g < G; g += ATTN_WARPS) {
+        float mx = NEG_INF;
+        for (int kt = lane; kt < nk; kt += 32) mx = fmaxf(mx, sc[g * split_len + kt]);
+        mx = warp_max(mx);
+        float sum = 0.0f;
+        for (int kt = lane; kt < nk; kt += 32) {
+            float p = expf(sc[g * split_len + kt] - mx);
+            sc[g * split_len + kt] = p;
+            sum += p;
+        }
+        sum = warp_sum(sum);
+        if (lane == 0) {
+            ml[2 * g] = mx;
+            ml[2 * g + 1] = sum;
+        }
+    }
+    __syncthreads();
+    float acc[DEC_G][ATTN_DPT];
+#pragma unroll
+    for (int g = 0; g < DEC_G; g++)
+#pragma unroll
+        for (int i = 0; i < ATTN_DPT; i++) acc[g][i] = 0.0f;
+    for (int kt = 0; kt < nk; kt++) {
+        const u8* vr = vh + (i64)(t0 + kt) * vhb;
+#pragma unroll
+        for (int i = 0; i < ATTN_DPT; i++) {
+            const int d = tid + ATTN_THREADS * i;
+            if (d < pad_v) {
+                const float vv = deq_row<VT>(vr, d);
+#pragma unroll
+                for (int g = 0; g < DEC_G; g++)
+                    if (g < G) acc[g][i] += sc[g * split_len + kt] * vv;
+            }
+        }
+    }
+    for (int g = 0; g < G; g++) {
+        float* w = ws + (((i64)r * n_head + kvh * G + g) * n_splits + s) * (pad_v + 2);
+        if (tid == 0) {
+            w[0] = nk > 0 ? ml[2 * g] : NEG_INF;
+            w[1] = nk > 0 ? ml[2 * g + 1] : 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < ATTN_DPT; i++) {
+            const int d = tid + ATTN_THREADS * i;
+            if (d < pad_v) w[2 + d] = acc[g][i];
+        }
+    }
+}

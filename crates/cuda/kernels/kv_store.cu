@@ -279,3 +279,113 @@ KV_STORE(iq4_nl, TY_IQ4_NL)
 KV_STORE(turbo2, TY_TURBO2)
 KV_STORE(turbo3, TY_TURBO3)
 KV_STORE(turbo4, TY_TURBO4)
+
+// ---- turbo rows, one warp per 128-value block --------------------------------------------------
+// kv_store_turbo_warp: grid ceil(rows·n_head_kv·blocks / 4), 128 threads; warp w stores one
+// 128-group. Lane l holds values 4l .. 4l+3; the Hadamard butterflies of stride ≥ 4 pair lanes
+// through shuffles (each butterfly is the same a + b / a − b as the sequential reference, so the
+// result is bit-identical); the two sums whose order matters (|x|² and the codebook's |c|²) are
+// taken by lane 0 in index order, like the reference.
+template <int T>
+__device__ void kv_store_turbo_warp(const float* src, u8* dst, int rows, int n_head_kv,
+                                    int head_dim, int pad_dim, i64 head_bytes, i64 cells,
+                                    const u32* rowinfo, int seq0, int pos0) {
+    constexpr int NC = Turbo<T>::NC, BB = TypeInfo<T>::BB;
+    const float* C = T == TY_TURBO2 ? TURBO_C2 : (T == TY_TURBO3 ? TURBO_C3 : TURBO_C4);
+    const float* M = T == TY_TURBO2 ? TURBO_M2 : (T == TY_TURBO3 ? TURBO_M3 : TURBO_M4);
+    __shared__ float sq[4][128];
+    __shared__ float bc[4][2];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int nblk = pad_dim / 128;
+    const i64 g = (i64)blockIdx.x * 4 + warp;
+    if (g >= (i64)rows * n_head_kv * nblk) return;
+    const int b = (int)(g % nblk);
+    const int h = (int)((g / nblk) % n_head_kv);
+    const int r = (int)(g / nblk / n_head_kv);
+    const float* x = src + ((i64)r * n_head_kv + h) * head_dim;
+    const i64 seq = rowinfo ? rowinfo[2 * r] : seq0;
+    const i64 pos = rowinfo ? rowinfo[2 * r + 1] : pos0 + r;
+    u8* out = dst + ((seq * n_head_kv + h) * cells + pos) * head_bytes + (i64)b * BB;
+    float v[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int e = b * 128 + 4 * lane + i;
+        v[i] = e < head_dim ? x[e] : 0.0f;
+        sq[warp][4 * lane + i] = v[i];
+    }
+    __syncwarp();
+    if (lane == 0) {
+        float n2 = 0.0f;
+        for (int j = 0; j < 128; j++) n2 += sq[warp][j] * sq[warp][j];
+        bc[warp][0] = sqrtf(n2);
+    }
+    __syncwarp();
+    const float gn = bc[warp][0];
+    const float inv = gn > 1e-10f ? 1.0f / gn : 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) v[i] = v[i] * inv * turbo_sign(TURBO_S1, 4 * lane + i);
+    // Strides 1 and 2 inside the lane.
+    {
+        float a0 = v[0] + v[1], a1 = v[0] - v[1], a2 = v[2] + v[3], a3 = v[2] - v[3];
+        v[0] = a0 + a2; v[2] = a0 - a2; v[1] = a1 + a3; v[3] = a1 - a3;
+    }
+    for (int s = 1; s < 32; s <<= 1) {
+        const bool upper = (lane & s) != 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float other = __shfl_xor_sync(0xffffffffu, v[i], s);
+            v[i] = upper ? other - v[i] : v[i] + other;
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) v[i] = v[i] * (TURBO_INV_SQRT_128 * turbo_sign(TURBO_S2, 4 * lane + i));
+    int c[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int cc = NC - 1;
+        for (int k = 0; k < NC - 1; k++) {
+            if (v[i] < M[k]) {
+                cc = k;
+                break;
+            }
+        }
+        c[i] = cc;
+        sq[warp][4 * lane + i] = C[cc];
+    }
+    __syncwarp();
+    if (lane == 0) {
+        float r2 = 0.0f;
+        for (int j = 0; j < 128; j++) r2 += sq[warp][j] * sq[warp][j];
+        float rn = sqrtf(r2);
+        float norm = rn > 1e-10f ? gn / rn : gn;
+        u16 hv = f2h(norm);
+        if ((hv & 0x7fff) == 0x7c00) hv = (hv & 0x8000) | 0x7bff;
+        out[0] = (u8)(hv & 0xff);
+        out[1] = (u8)(hv >> 8);
+    }
+    if (T == TY_TURBO4) {
+        out[2 + 2 * lane] = (u8)(c[0] | (c[1] << 4));
+        out[3 + 2 * lane] = (u8)(c[2] | (c[3] << 4));
+    } else if (T == TY_TURBO2) {
+        out[2 + lane] = (u8)(c[0] | (c[1] << 2) | (c[2] << 4) | (c[3] << 6));
+    } else {
+        out[2 + lane] = (u8)((c[0] & 3) | ((c[1] & 3) << 2) | ((c[2] & 3) << 4) | ((c[3] & 3) << 6));
+        int hb = 0;
+#pragma unroll
+        for (int i = 0; i < 4; i++) hb |= ((c[i] >> 2) & 1) << (4 * (lane & 1) + i);
+        hb |= __shfl_xor_sync(0xffffffffu, hb, 1);
+        if ((lane & 1) == 0) out[34 + (lane >> 1)] = (u8)hb;
+    }
+}
+
+#define KV_STORE_TURBO_WARP(NAME, T)                                                             \
+    extern "C" __global__ void __launch_bounds__(128)                                            \
+        kv_store_warp_##NAME(const float* src, u8* dst, int rows, int n_head_kv, int head_dim,  \
+                             int pad_dim, i64 head_bytes, i64 cells, const u32* rowinfo,         \
+                             int seq0, int pos0) {                                               \
+        kv_store_turbo_warp<T>(src, dst, rows, n_head_kv, head_dim, pad_dim, head_bytes, cells, \
+                               rowinfo, seq0, pos0);                                             \
+    }
+KV_STORE_TURBO_WARP(turbo2, TY_TURBO2)
+KV_STORE_TURBO_WARP(turbo3, TY_TURBO3)
+KV_STORE_TURBO_WARP(turbo4, TY_TURBO4)

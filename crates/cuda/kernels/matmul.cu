@@ -40,153 +40,145 @@ __device__ void matvec(const u8* __restrict__ W, const float* __restrict__ X, fl
 }
 
 // ---- sub-block matvec (v2) --------------------------------------------------------------------
-// Rows whose length is a multiple of 32: each lane decodes whole 32-value sub-blocks (every
-// weight type here is made of 32-value sub-blocks, or of 16-value halves of them) with wide
-// loads and multiplies them with F4 loads of the inputs. Lanes of a warp take consecutive
-// sub-blocks, so the warp still reads its row front to back.
+// Rows whose length is a multiple of 32 (every quantized type: 32-value sub-blocks, or 16-value
+// halves of them): each lane decodes 8 consecutive values of a sub-block with one or two wide
+// loads and its scale once, instead of one element (and its scale) per step.
 
 // 16-byte vector loads (no CUDA headers under NVRTC, so no float4/uint4).
 struct alignas(16) F4 { float x, y, z, w; };
 struct alignas(16) U4 { u32 x, y, z, w; };
 
-// The 32 values of sub-block `sb` of a row (elements 32·sb .. 32·sb + 31).
-template <int T> __device__ __forceinline__ void deq32(const u8* row, int sb, float* w) {
+// Eight consecutive values of sub-block `sb` (values 8·p .. 8·p + 7, p in 0..4).
+template <int T> __device__ __forceinline__ void deq8(const u8* row, int sb, int p, float* w) {
 #pragma unroll
-    for (int i = 0; i < 32; i++) w[i] = deq_row<T>(row, sb * 32 + i);
+    for (int i = 0; i < 8; i++) w[i] = deq_row<T>(row, sb * 32 + 8 * p + i);
 }
-template <> __device__ __forceinline__ void deq32<TY_F32>(const u8* row, int sb, float* w) {
-    const F4* p = (const F4*)(row + (i64)sb * 128);
+template <> __device__ __forceinline__ void deq8<TY_F32>(const u8* row, int sb, int p, float* w) {
+    const F4* q = (const F4*)(row + (i64)(sb * 32 + 8 * p) * 4);
+    F4 a = q[0], b = q[1];
+    w[0] = a.x; w[1] = a.y; w[2] = a.z; w[3] = a.w;
+    w[4] = b.x; w[5] = b.y; w[6] = b.z; w[7] = b.w;
+}
+template <> __device__ __forceinline__ void deq8<TY_F16>(const u8* row, int sb, int p, float* w) {
+    U4 v = *(const U4*)(row + (i64)(sb * 32 + 8 * p) * 2);
+    u32 a[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        F4 v = p[i];
-        w[4 * i] = v.x; w[4 * i + 1] = v.y; w[4 * i + 2] = v.z; w[4 * i + 3] = v.w;
+    for (int j = 0; j < 4; j++) {
+        w[2 * j] = h2f((u16)(a[j] & 0xffffu));
+        w[2 * j + 1] = h2f((u16)(a[j] >> 16));
     }
 }
-template <> __device__ __forceinline__ void deq32<TY_F16>(const u8* row, int sb, float* w) {
-    const U4* p = (const U4*)(row + (i64)sb * 64);
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-        U4 v = p[i];
-        u32 a[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            w[8 * i + 2 * j] = h2f((u16)(a[j] & 0xffffu));
-            w[8 * i + 2 * j + 1] = h2f((u16)(a[j] >> 16));
-        }
-    }
-}
-template <> __device__ __forceinline__ void deq32<TY_Q4_0>(const u8* row, int sb, float* w) {
+template <> __device__ __forceinline__ void deq8<TY_Q4_0>(const u8* row, int sb, int p, float* w) {
     const u8* b = row + (i64)sb * 18;
     float d = ld_h(b);
-    const u16* q = (const u16*)(b + 2);
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-        u32 v = q[i];
-        w[2 * i] = (float)((int)(v & 15) - 8) * d;
-        w[2 * i + 1] = (float)((int)((v >> 8) & 15) - 8) * d;
-        w[2 * i + 16] = (float)((int)((v >> 4) & 15) - 8) * d;
-        w[2 * i + 17] = (float)((int)((v >> 12) & 15) - 8) * d;
-    }
-}
-template <> __device__ __forceinline__ void deq32<TY_Q4_1>(const u8* row, int sb, float* w) {
-    const u8* b = row + (i64)sb * 20;
-    float d = ld_h(b), m = ld_h(b + 2);
-    const u32* q = (const u32*)(b + 4);
+    const u16* q = (const u16*)(b + 2 + 8 * (p & 1));
+    int shift = 4 * (p >> 1);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         u32 v = q[i];
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            u32 byte = (v >> (8 * j)) & 0xffu;
-            w[4 * i + j] = (float)(byte & 15) * d + m;
-            w[4 * i + j + 16] = (float)(byte >> 4) * d + m;
-        }
+        w[2 * i] = (float)((int)((v >> shift) & 15u) - 8) * d;
+        w[2 * i + 1] = (float)((int)((v >> (8 + shift)) & 15u) - 8) * d;
     }
 }
-template <> __device__ __forceinline__ void deq32<TY_Q8_0>(const u8* row, int sb, float* w) {
+template <> __device__ __forceinline__ void deq8<TY_Q4_1>(const u8* row, int sb, int p, float* w) {
+    const u8* b = row + (i64)sb * 20;
+    float d = ld_h(b), m = ld_h(b + 2);
+    const u32* q = (const u32*)(b + 4 + 8 * (p & 1));
+    int shift = 4 * (p >> 1);
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        u32 v = q[i];
+#pragma unroll
+        for (int j = 0; j < 4; j++) w[4 * i + j] = (float)((v >> (8 * j + shift)) & 15u) * d + m;
+    }
+}
+template <> __device__ __forceinline__ void deq8<TY_Q8_0>(const u8* row, int sb, int p, float* w) {
     const u8* b = row + (i64)sb * 34;
     float d = ld_h(b);
-    const u16* q = (const u16*)(b + 2);
+    const u16* q = (const u16*)(b + 2 + 8 * p);
 #pragma unroll
-    for (int i = 0; i < 16; i++) {
+    for (int i = 0; i < 4; i++) {
         u32 v = q[i];
         w[2 * i] = (float)(i8)(v & 0xffu) * d;
         w[2 * i + 1] = (float)(i8)(v >> 8) * d;
     }
 }
-template <> __device__ __forceinline__ void deq32<TY_Q4_K>(const u8* row, int sb, float* w) {
+template <> __device__ __forceinline__ void deq8<TY_Q4_K>(const u8* row, int sb, int p, float* w) {
     const u8* b = row + (i64)(sb >> 3) * 144;
     int j = sb & 7;
     int sc, mn;
     k4_scale_min(b + 4, j, sc, mn);
     float d = ld_h(b) * (float)sc, m = ld_h(b + 2) * (float)mn;
-    const U4* q = (const U4*)(b + 16 + 32 * (j >> 1));
+    const u32* q = (const u32*)(b + 16 + 32 * (j >> 1) + 8 * p);
     int shift = 4 * (j & 1);
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-        U4 v = q[h];
-        u32 a[4] = {v.x, v.y, v.z, v.w};
+    for (int i = 0; i < 2; i++) {
+        u32 v = q[i];
 #pragma unroll
-        for (int i = 0; i < 4; i++)
-#pragma unroll
-            for (int k = 0; k < 4; k++)
-                w[16 * h + 4 * i + k] = d * (float)((a[i] >> (8 * k + shift)) & 15u) - m;
+        for (int k = 0; k < 4; k++) w[4 * i + k] = d * (float)((v >> (8 * k + shift)) & 15u) - m;
     }
 }
-template <> __device__ __forceinline__ void deq32<TY_Q6_K>(const u8* row, int sb, float* w) {
+template <> __device__ __forceinline__ void deq8<TY_Q6_K>(const u8* row, int sb, int p, float* w) {
     const u8* b = row + (i64)(sb >> 3) * 210;
     int j = sb & 7, n = j >> 2, part = j & 3;
-    const u16* ql = (const u16*)(b + 64 * n + 32 * (part & 1));
-    const u16* qh = (const u16*)(b + 128 + 32 * n);
+    const u16* ql = (const u16*)(b + 64 * n + 32 * (part & 1) + 8 * p);
+    const u16* qh = (const u16*)(b + 128 + 32 * n + 8 * p);
     const i8* sc = (const i8*)(b + 192 + 8 * n);
-    float d = ld_h(b + 208);
-    float d0 = d * (float)sc[2 * part], d1 = d * (float)sc[2 * part + 1];
+    float d = ld_h(b + 208) * (float)sc[2 * part + (p >> 1)];
     int lshift = (part >> 1) * 4, hshift = 2 * part;
 #pragma unroll
-    for (int i = 0; i < 16; i++) {
+    for (int i = 0; i < 4; i++) {
         u32 l = ql[i], h = qh[i];
         int q0 = (int)(((l >> lshift) & 15u) | (((h >> hshift) & 3u) << 4)) - 32;
         int q1 = (int)(((l >> (8 + lshift)) & 15u) | (((h >> (8 + hshift)) & 3u) << 4)) - 32;
-        float dd = i < 8 ? d0 : d1;
-        w[2 * i] = dd * (float)q0;
-        w[2 * i + 1] = dd * (float)q1;
+        w[2 * i] = d * (float)q0;
+        w[2 * i + 1] = d * (float)q1;
     }
 }
 
-template <int T>
+// One block of MATVEC32_THREADS per output row. A step of the block covers 32 sub-blocks
+// (1024 values, four K-quant super-blocks): thread t decodes values 8·(t%4) .. +7 of sub-block
+// t/4, so a warp's weight loads are contiguous and its input loads are 1 KiB contiguous per row
+// (fully coalesced). Few steps per thread and independent loads keep many bytes in flight;
+// the four warps' sums meet in shared memory.
+#define MATVEC32_THREADS 128
+template <int T, int R>
 __device__ void matvec32(const u8* __restrict__ W, const float* __restrict__ X,
                          float* __restrict__ Y, int k, int n_out, int rows, i64 row_bytes) {
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    int o = blockIdx.x * MATVEC_WARPS + warp;
-    if (o >= n_out) return;
+    __shared__ float part[MATVEC32_THREADS / 32][R];
+    int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    int o = blockIdx.x;
     const u8* row = W + (i64)o * row_bytes;
-    float acc[MATVEC_MAX_ROWS];
+    float acc[R];
 #pragma unroll
-    for (int r = 0; r < MATVEC_MAX_ROWS; r++) acc[r] = 0.0f;
-    int nsb = k >> 5;
-    for (int sb = lane; sb < nsb; sb += 32) {
-        float w[32];
-        deq32<T>(row, sb, w);
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    int nsb = k >> 5, p = tid & 3;
+#pragma unroll 4
+    for (int sb = tid >> 2; sb < nsb; sb += MATVEC32_THREADS / 4) {
+        float w[8];
+        deq8<T>(row, sb, p, w);
+        int e = sb * 32 + 8 * p;
 #pragma unroll
-        for (int r = 0; r < MATVEC_MAX_ROWS; r++) {
-            if (r < rows) {
-                const F4* x = (const F4*)(X + (i64)r * k + sb * 32);
-                float s = 0.0f;
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    F4 v = x[i];
-                    s += w[4 * i] * v.x + w[4 * i + 1] * v.y + w[4 * i + 2] * v.z + w[4 * i + 3] * v.w;
-                }
-                acc[r] += s;
+        for (int r = 0; r < R; r++) {
+            if (R == 1 || r < rows) {
+                const F4* x = (const F4*)(X + (i64)r * k + e);
+                F4 a = x[0], b = x[1];
+                acc[r] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x +
+                          w[5] * b.y + w[6] * b.z + w[7] * b.w;
             }
         }
     }
 #pragma unroll
-    for (int r = 0; r < MATVEC_MAX_ROWS; r++) {
-        if (r < rows) {
-            float s = warp_sum(acc[r]);
-            if (lane == 0) Y[(i64)r * n_out + o] = s;
-        }
+    for (int r = 0; r < R; r++) {
+        float s = warp_sum(acc[r]);
+        if (lane == 0) part[warp][r] = s;
+    }
+    __syncthreads();
+    if (tid < rows) {
+        float s = 0.0f;
+#pragma unroll
+        for (int w = 0; w < MATVEC32_THREADS / 32; w++) s += part[w][tid];
+        Y[(i64)tid * n_out + o] = s;
     }
 }
 
@@ -239,17 +231,25 @@ __device__ void matmul_tiled(const u8* __restrict__ W, const float* __restrict__
     }
 }
 
+// R: input rows the kernel's registers hold (the launch picks the smallest R >= rows); few
+// registers for decode (R = 1) keep many blocks resident to hide the loads' latency.
+#define MATVEC32_KERNEL(NAME, T, R)                                                              \
+    extern "C" __global__ void __launch_bounds__(MATVEC32_THREADS, 8)                            \
+        matvec32_r##R##_##NAME(const u8* W, const float* X, float* Y, int k, int n_out,         \
+                               int rows, i64 row_bytes) {                                        \
+        matvec32<T, R>(W, X, Y, k, n_out, rows, row_bytes);                                      \
+    }
+
 #define MATMUL_KERNELS(NAME, T)                                                                  \
     extern "C" __global__ void __launch_bounds__(32 * MATVEC_WARPS)                              \
         matvec_##NAME(const u8* W, const float* X, float* Y, int k, int n_out, int rows,        \
                       i64 row_bytes) {                                                           \
         matvec<T>(W, X, Y, k, n_out, rows, row_bytes);                                           \
     }                                                                                            \
-    extern "C" __global__ void __launch_bounds__(32 * MATVEC_WARPS)                              \
-        matvec32_##NAME(const u8* W, const float* X, float* Y, int k, int n_out, int rows,      \
-                        i64 row_bytes) {                                                         \
-        matvec32<T>(W, X, Y, k, n_out, rows, row_bytes);                                         \
-    }                                                                                            \
+    MATVEC32_KERNEL(NAME, T, 1)                                                                  \
+    MATVEC32_KERNEL(NAME, T, 2)                                                                  \
+    MATVEC32_KERNEL(NAME, T, 4)                                                                  \
+    MATVEC32_KERNEL(NAME, T, 8)                                                                  \
     extern "C" __global__ void __launch_bounds__(256)                                            \
         matmul_##NAME(const u8* W, const float* X, float* Y, int k, int n_out, int rows,        \
                       i64 row_bytes) {                                                           \
@@ -268,3 +268,49 @@ MATMUL_KERNELS(iq4_nl, TY_IQ4_NL)
 MATMUL_KERNELS(q4_K, TY_Q4_K)
 MATMUL_KERNELS(q5_K, TY_Q5_K)
 MATMUL_KERNELS(q6_K, TY_Q6_K)
+
+// ---- operands of the cuBLAS path (prefill) ----------------------------------------------------
+// Large products run as f16 tensor-core GEMMs in cuBLAS: the weights are dequantized to f16 a
+// chunk of output rows at a time into planned scratch, the inputs converted once.
+
+// Rows o0 .. o0 + n of W (type T, rows of k values, k a multiple of 32) into dense f16;
+// thread per 8 values.
+template <int T>
+__device__ void dequant_rows_f16(const u8* __restrict__ W, u16* __restrict__ out, int k, int n,
+                                 i64 row_bytes, int o0) {
+    i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    i64 per_row = k >> 3;
+    if (t >= per_row * n) return;
+    int r = (int)(t / per_row), c = (int)(t % per_row);
+    float w[8];
+    deq8<T>(W + (i64)(o0 + r) * row_bytes, c >> 2, c & 3, w);
+    U4 v;
+    v.x = (u32)f2h(w[0]) | ((u32)f2h(w[1]) << 16);
+    v.y = (u32)f2h(w[2]) | ((u32)f2h(w[3]) << 16);
+    v.z = (u32)f2h(w[4]) | ((u32)f2h(w[5]) << 16);
+    v.w = (u32)f2h(w[6]) | ((u32)f2h(w[7]) << 16);
+    *(U4*)(out + (i64)r * k + 8 * c) = v;
+}
+
+extern "C" __global__ void f32_to_f16(const float* __restrict__ x, u16* __restrict__ out, i64 n) {
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x)
+        out[i] = f2h(x[i]);
+}
+
+#define DEQUANT_F16_KERNEL(NAME, T)                                                              \
+    extern "C" __global__ void dequant_f16_##NAME(const u8* W, u16* out, int k, int n,          \
+                                                  i64 row_bytes, int o0) {                       \
+        dequant_rows_f16<T>(W, out, k, n, row_bytes, o0);                                        \
+    }
+DEQUANT_F16_KERNEL(f32, TY_F32)
+DEQUANT_F16_KERNEL(f16, TY_F16)
+DEQUANT_F16_KERNEL(bf16, TY_BF16)
+DEQUANT_F16_KERNEL(q4_0, TY_Q4_0)
+DEQUANT_F16_KERNEL(q4_1, TY_Q4_1)
+DEQUANT_F16_KERNEL(q5_0, TY_Q5_0)
+DEQUANT_F16_KERNEL(q5_1, TY_Q5_1)
+DEQUANT_F16_KERNEL(q8_0, TY_Q8_0)
+DEQUANT_F16_KERNEL(iq4_nl, TY_IQ4_NL)
+DEQUANT_F16_KERNEL(q4_K, TY_Q4_K)
+DEQUANT_F16_KERNEL(q5_K, TY_Q5_K)
+DEQUANT_F16_KERNEL(q6_K, TY_Q6_K)

@@ -22,6 +22,11 @@ use crate::kv::{
 };
 
 const THREADS: u32 = 128;
+/// Query rows per block and longest padded head of the tiled prefill kernel.
+const PF_Q: usize = 32;
+const PF_D: usize = 128;
+/// Most query heads per KV head the decode kernel serves in one block.
+const DEC_G: usize = 8;
 const TILE: usize = 32;
 /// Dynamic shared memory a block may use without opting in.
 const MAX_SHARED: usize = 48 * 1024;
@@ -147,6 +152,109 @@ pub fn attention(
     } else {
         None
     };
+    // Prefill of one sequence's consecutive positions: the tiled kernel, which decodes each K
+    // and V tile once for PF_Q queries (the per-row kernel would decode every key once per
+    // query).
+    let first = rows[0];
+    let contiguous = rows
+        .iter()
+        .enumerate()
+        .all(|(i, t)| t.seq == first.seq && t.pos == first.pos + i);
+    if !split && contiguous && pad_k <= PF_D && pad_v <= PF_D && first.pos + n <= i32::MAX as usize
+    {
+        let f = dev.function(&compile::ATTENTION, &defines, "attn_prefill")?;
+        return dev.launch(
+            "attention (prefill)",
+            &f,
+            (n.div_ceil(PF_Q) as u32, p.n_head as u32, 1),
+            THREADS,
+            0,
+            &[
+                Arg::Ptr(qp),
+                Arg::Ptr(kbase),
+                Arg::Ptr(vbase),
+                Arg::Ptr(op),
+                Arg::I32(n as i32),
+                Arg::I32(first.seq as i32),
+                Arg::I32(first.pos as i32),
+                Arg::I32(p.n_head as i32),
+                Arg::I32(p.n_head_kv as i32),
+                Arg::I32(hdk as i32),
+                Arg::I32(hdv as i32),
+                Arg::I32(pad_k as i32),
+                Arg::I32(pad_v as i32),
+                Arg::I64(k_head_bytes as i64),
+                Arg::I64(v_head_bytes as i64),
+                Arg::I64(cells as i64),
+                Arg::F32(p.scale),
+                Arg::I32(p.window.unwrap_or(0).min(i32::MAX as usize) as i32),
+                Arg::F32(p.softcap.unwrap_or(0.0)),
+            ],
+        );
+    }
+    // Decode (split path): one block per (split, KV head, row) serving the whole GQA group.
+    let group = p.n_head / p.n_head_kv;
+    let dec_shared = (group * pad_k + group * split_len + 2 * group) * 4;
+    if split && group <= DEC_G && dec_shared <= MAX_SHARED && p.n_head_kv <= 65535 {
+        let f = dev.function(&compile::ATTENTION, &defines, "attn_decode")?;
+        let merge = merge
+            .as_ref()
+            .ok_or_else(|| CoreError::Kv("attention: split path without merge".into()))?;
+        return be.with_rows("attention", rows, |r0, nr, info, seq0, pos0| {
+            if nr > 65535 {
+                return Err(CoreError::Kv(format!(
+                    "attention: {nr} rows exceed one launch"
+                )));
+            }
+            let q_r = qp + (r0 * p.n_head * hdk * 4) as u64;
+            let o_r = op + (r0 * p.n_head * hdv * 4) as u64;
+            dev.launch(
+                "attention (decode)",
+                &f,
+                (n_splits as u32, p.n_head_kv as u32, nr as u32),
+                THREADS,
+                dec_shared as u32,
+                &[
+                    Arg::Ptr(q_r),
+                    Arg::Ptr(kbase),
+                    Arg::Ptr(vbase),
+                    Arg::Ptr(ws_ptr),
+                    Arg::Ptr(info),
+                    Arg::I32(seq0),
+                    Arg::I32(pos0),
+                    Arg::I32(p.n_head as i32),
+                    Arg::I32(p.n_head_kv as i32),
+                    Arg::I32(hdk as i32),
+                    Arg::I32(hdv as i32),
+                    Arg::I32(pad_k as i32),
+                    Arg::I32(pad_v as i32),
+                    Arg::I64(k_head_bytes as i64),
+                    Arg::I64(v_head_bytes as i64),
+                    Arg::I64(cells as i64),
+                    Arg::F32(p.scale),
+                    Arg::I32(p.window.unwrap_or(0).min(i32::MAX as usize) as i32),
+                    Arg::F32(p.softcap.unwrap_or(0.0)),
+                    Arg::I32(split_len.min(i32::MAX as usize) as i32),
+                    Arg::I32(n_splits as i32),
+                ],
+            )?;
+            dev.launch(
+                "attention merge",
+                merge,
+                (p.n_head as u32, nr as u32, 1),
+                THREADS,
+                (pad_v * 4) as u32,
+                &[
+                    Arg::Ptr(ws_ptr),
+                    Arg::Ptr(o_r),
+                    Arg::I32(p.n_head as i32),
+                    Arg::I32(hdv as i32),
+                    Arg::I32(pad_v as i32),
+                    Arg::I32(n_splits as i32),
+                ],
+            )
+        });
+    }
     be.with_rows("attention", rows, |r0, nr, info, seq0, pos0| {
         if nr > 65535 {
             return Err(CoreError::Kv(format!(

@@ -21,6 +21,7 @@ use crate::attention;
 use crate::buffer::{kv_kernel_suffix, weight_kernel_suffix, CudaBuffer, CudaWeight};
 use crate::compile;
 use crate::device::{cuda_err, Arg, Device, DeviceAlloc};
+use crate::gemm;
 use crate::kv::{self, CudaKvCache};
 use crate::matmul;
 
@@ -48,6 +49,8 @@ impl CudaConfig {
 }
 
 pub struct CudaBackend {
+    /// cuBLAS for prefill products; declared first so it is destroyed before the context.
+    blas: Option<gemm::Blas>,
     pub(crate) dev: Device,
     device_name: String,
     log: AllocationLog,
@@ -69,12 +72,30 @@ impl CudaBackend {
     pub fn new(cfg: CudaConfig) -> Result<CudaBackend, CoreError> {
         let dev = Device::new(cfg.ordinal, cfg.cache_dir)?;
         let staging = DeviceAlloc::new(&dev, "cuda.staging", (STAGING_U32 * 4) as u64)?;
+        // TURBINE_CUDA_NO_CUBLAS=1 keeps every product on turbine's own kernels (A/B checks).
+        let blas = if std::env::var_os("TURBINE_CUDA_NO_CUBLAS").is_some_and(|v| v == "1") {
+            None
+        } else {
+            gemm::Blas::new(&dev)?
+        };
         Ok(CudaBackend {
+            blas,
             device_name: format!("CUDA{}", cfg.ordinal),
             dev,
             log: AllocationLog::new(),
             staging: Mutex::new(staging),
         })
+    }
+
+    /// True where `matmul` of a `ty` weight with inner dimension `k` over `rows` rows rounds
+    /// its operands to f16 (the cuBLAS tensor-core path), so a reference must do the same.
+    pub fn matmul_rounds_to_f16(&self, ty: GgmlType, k: usize, rows: usize) -> bool {
+        self.uses_blas(ty, k, rows)
+    }
+
+    /// Products of more rows than the matvec takes go to cuBLAS where it is loaded.
+    fn uses_blas(&self, ty: GgmlType, k: usize, rows: usize) -> bool {
+        self.blas.is_some() && rows > matmul::MATVEC_MAX_ROWS && gemm::serves(ty, k)
     }
 
     /// The device's name (`NVIDIA H100 80GB HBM3`).
@@ -216,9 +237,14 @@ impl Backend for CudaBackend {
         ty.bytes_for(n_elements).unwrap_or(0)
     }
 
-    fn matmul_scratch_bytes(&self, _ty: GgmlType, _k: usize, _rows: usize) -> u64 {
-        // Both matmul paths read the quantized weights in place and need no scratch.
-        0
+    fn matmul_scratch_bytes(&self, ty: GgmlType, k: usize, rows: usize) -> u64 {
+        // The matvec and tiled kernels read the quantized weights in place; the cuBLAS path
+        // needs f16 operands (gemm::scratch_bytes).
+        if self.uses_blas(ty, k, rows) {
+            gemm::scratch_bytes(k, rows)
+        } else {
+            0
+        }
     }
 
     fn kv_cache_bytes(&self, spec: &KvSpec) -> Result<u64, CoreError> {
@@ -408,9 +434,14 @@ impl Backend for CudaBackend {
         x: &CudaBuffer,
         rows: usize,
         out: &mut CudaBuffer,
-        _scratch: &mut CudaBuffer,
+        scratch: &mut CudaBuffer,
     ) -> Result<(), CoreError> {
-        matmul::matmul(&self.dev, w, x, rows, out)
+        match &self.blas {
+            Some(blas) if self.uses_blas(w.ty, w.row_len, rows) => {
+                blas.matmul(&self.dev, w, x, rows, out, scratch)
+            }
+            _ => matmul::matmul(&self.dev, w, x, rows, out),
+        }
     }
 
     fn add_bias(
@@ -576,23 +607,31 @@ impl Backend for CudaBackend {
                 ty,
                 backend: "CUDA",
             })?;
-            funcs.push(self.dev.function(
-                &compile::KV_STORE,
-                &[],
-                &format!("kv_store_{suffix}"),
-            )?);
+            // Turbo rows: a warp per 128-group (rotation and codebook search in parallel);
+            // the other types: a thread per (row, head).
+            let name = if ty.is_turbo() {
+                format!("kv_store_warp_{suffix}")
+            } else {
+                format!("kv_store_{suffix}")
+            };
+            funcs.push(self.dev.function(&compile::KV_STORE, &[], &name)?);
         }
         self.with_rows("kv_store", rows, |r0, nr, info, seq0, pos0| {
             for (f, src, ty, hd, hb, base) in [
                 (&funcs[0], kp, type_k, s.head_dim_k, k_head_bytes, kbase),
                 (&funcs[1], vp, type_v, s.head_dim_v, v_head_bytes, vbase),
             ] {
-                let threads = nr * s.n_head_kv;
+                let pad = kv::padded_dim(ty, hd);
+                let (grid, block) = if ty.is_turbo() {
+                    ((nr * s.n_head_kv * (pad / 128)).div_ceil(4), 128)
+                } else {
+                    ((nr * s.n_head_kv).div_ceil(64), 64)
+                };
                 self.dev.launch(
                     "kv_store",
                     f,
-                    (threads.div_ceil(64) as u32, 1, 1),
-                    64,
+                    (grid as u32, 1, 1),
+                    block,
                     0,
                     &[
                         Arg::Ptr(src + (r0 * s.n_head_kv * hd * 4) as u64),
@@ -600,7 +639,7 @@ impl Backend for CudaBackend {
                         Arg::I32(nr as i32),
                         Arg::I32(s.n_head_kv as i32),
                         Arg::I32(hd as i32),
-                        Arg::I32(kv::padded_dim(ty, hd) as i32),
+                        Arg::I32(pad as i32),
                         Arg::I64(hb as i64),
                         Arg::I64(cells as i64),
                         Arg::Ptr(info),

@@ -6,6 +6,9 @@
 //!   opened at run time, and [`probe`] says why CUDA is unusable where it is.
 //! - One stream per backend (per model); every CUDA call is checked and its error names the
 //!   operation.
+//! - Products of more than 8 rows (prefill) run on tensor cores through cuBLAS with f16
+//!   operands dequantized into planned scratch ([`gemm`]); the tiled kernel serves where
+//!   cuBLAS is missing.
 //! - Weights stay in their GGUF encoding: the matvec (decode) and tiled matmul (prefill)
 //!   kernels dequantize q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K, iq4_nl, f16, bf16 and f32
 //!   blocks as they read them.
@@ -21,6 +24,7 @@ mod backend;
 mod buffer;
 pub mod compile;
 mod device;
+mod gemm;
 pub mod kv;
 mod matmul;
 
@@ -28,5 +32,6 @@ pub use attention::workspace_bytes as attention_workspace_bytes;
 pub use backend::{CudaBackend, CudaConfig, STAGING_U32};
 pub use buffer::{CudaBuffer, CudaWeight, WEIGHT_TYPES};
 pub use device::probe;
+pub use gemm::chunk_rows as gemm_chunk_rows;
 pub use kv::CudaKvCache;
 pub use matmul::MATVEC_MAX_ROWS;

@@ -10,6 +10,10 @@ use crate::device::{Arg, Device};
 /// Rows up to which the matvec kernel runs (its register accumulators).
 pub const MATVEC_MAX_ROWS: usize = 8;
 const MATVEC_WARPS: usize = 4;
+/// Threads of the sub-block matvec's block (one output row per block).
+const MATVEC32_THREADS: u32 = 128;
+/// Largest grid x dimension of a launch.
+const MAX_GRID_X: usize = (1 << 31) - 1;
 const TILE: usize = 64;
 
 /// `out[r][o] = Σ_i w[o][i] · x[r][i]` for `rows` rows.
@@ -47,14 +51,33 @@ pub fn matmul(
         Arg::I64(w.row_bytes as i64),
     ];
     if rows <= MATVEC_MAX_ROWS {
-        // Rows made of whole 32-value sub-blocks take the sub-block kernel (wide loads, one
-        // decode per sub-block); other lengths (f32/f16 rows of odd sizes) the per-element one.
-        let name = if k % 32 == 0 {
-            format!("matvec32_{suffix}")
-        } else {
-            format!("matvec_{suffix}")
-        };
-        let f = dev.function(&compile::MATMUL, &[], &name)?;
+        // Rows made of whole 32-value sub-blocks take the sub-block kernel (a block per output
+        // row, wide loads, one decode per 8 values); other lengths (f32/f16 rows of odd
+        // sizes) the per-element one (a warp per output row).
+        if k.is_multiple_of(32) {
+            let r = match rows {
+                1 => 1,
+                2 => 2,
+                3 | 4 => 4,
+                _ => 8,
+            };
+            let f = dev.function(&compile::MATMUL, &[], &format!("matvec32_r{r}_{suffix}"))?;
+            if n_out > MAX_GRID_X {
+                return Err(CoreError::Shape(format!(
+                    "matmul {}: {n_out} output rows exceed one launch",
+                    w.name
+                )));
+            }
+            return dev.launch(
+                "matmul (matvec)",
+                &f,
+                (n_out as u32, 1, 1),
+                MATVEC32_THREADS,
+                0,
+                &args,
+            );
+        }
+        let f = dev.function(&compile::MATMUL, &[], &format!("matvec_{suffix}"))?;
         let grid = n_out.div_ceil(MATVEC_WARPS) as u32;
         dev.launch(
             "matmul (matvec)",

@@ -17,6 +17,8 @@ mod ops;
 mod report;
 #[cfg(feature = "cuda")]
 mod rng;
+#[cfg(feature = "cuda")]
+mod timing;
 
 #[derive(ClapArgs, Debug)]
 pub struct Args {
@@ -32,6 +34,9 @@ pub struct Args {
     /// Directory of the compiled-kernel cache (default: ~/.cache/turbine/cuda).
     #[arg(long)]
     pub kernel_cache: Option<std::path::PathBuf>,
+    /// Time the matmul kernels on real model shapes instead of checking (µs per call, GB/s).
+    #[arg(long)]
+    pub time: bool,
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -79,6 +84,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         be.arch().0,
         be.arch().1
     );
+    if args.time {
+        return timing::run(&be, seed);
+    }
     // A fault inside a kernel is reported by the op that caused it.
     be.set_sync_each_op(true);
     let mut ctx = ops::Ctx {

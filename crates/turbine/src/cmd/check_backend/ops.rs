@@ -95,20 +95,31 @@ pub fn matmul(c: &mut Ctx) -> Result<()> {
     for ty in WEIGHT_TYPES {
         let ks = inner_sizes(ty);
         // (k, n_out, rows): n_out and rows deliberately odd; rows straddle the matvec limit.
-        let cases = [
+        let mut cases = vec![
             (ks[0], 37, 1),
             (ks[1], 130, 3),
             (ks[2], 37, turbine_cuda::MATVEC_MAX_ROWS),
             (ks[0], 130, turbine_cuda::MATVEC_MAX_ROWS + 1),
             (ks[1], 67, 70),
         ];
+        if ty == GgmlType::Q8_0 {
+            // More output rows than one dequantized f16 chunk of the cuBLAS path.
+            cases.push((32, turbine_cuda::gemm_chunk_rows(32) + 37, 9));
+        }
         for (k, n_out, rows) in cases {
-            let (w, wd) = weight(c.be, &mut c.rng, "w", ty, k, n_out)?;
-            let x = c.rng.normals(rows * k, 1.0);
+            let (w, mut wd) = weight(c.be, &mut c.rng, "w", ty, k, n_out)?;
+            let mut x = c.rng.normals(rows * k, 1.0);
             let xb = buffer(c.be, "x", rows * k, &x)?;
             let mut ob = buffer(c.be, "out", rows * n_out, &[])?;
-            let mut scratch = buffer(c.be, "scratch", 0, &[])?;
+            let scratch_bytes = c.be.matmul_scratch_bytes(ty, k, rows);
+            let mut scratch = c.be.alloc(&spec(c.be, "scratch", scratch_bytes))?;
             c.be.matmul(&w, &xb, rows, &mut ob, &mut scratch)?;
+            if c.be.matmul_rounds_to_f16(ty, k, rows) {
+                // The tensor-core path multiplies f16 operands (f32 sums): so does the reference.
+                for v in wd.iter_mut().chain(x.iter_mut()) {
+                    *v = half::f16::from_f32(*v).to_f32();
+                }
+            }
             let out = read(c.be, &ob, rows * n_out)?;
             let mut reference = vec![0.0f64; rows * n_out];
             for r in 0..rows {
