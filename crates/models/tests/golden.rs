@@ -24,9 +24,13 @@ use text::tokenizer::Tokenizer;
 const NEAR_TIE: f64 = 0.3;
 
 /// Allowed |our log-prob − llama.cpp's| for a token llama.cpp gives log-prob `lp`:
-/// 0.15 nat for likely tokens, growing by 0.08 per nat of improbability.
+/// 0.25 nat for likely tokens, growing by 0.08 per nat of improbability. The floor covers
+/// float summation order alone: changing only the order in which the AVX2 q5_0/q8_0 kernels
+/// add exact per-block integer sums (same values, different rounding) moves gemma-3's
+/// p ≈ 0.06–0.15 tokens by up to 0.13 nat (measured); likely tokens keep the tight mean
+/// bound below.
 fn tolerance(lp: f64) -> f64 {
-    0.15 + 0.08 * lp.abs()
+    0.25 + 0.08 * lp.abs()
 }
 
 /// Bound on the mean |difference| over tokens llama.cpp gives p > 0.3.
