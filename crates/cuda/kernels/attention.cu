@@ -43,6 +43,18 @@ template <int T> __device__ __forceinline__ float centroid(int c) {
     else return 0.0f;
 }
 
+// Value d of a cached row, turbo centroids read from a shared-memory copy `cb`: lanes look up
+// different centroids, which constant memory would serve one address at a time.
+template <int T>
+__device__ __forceinline__ float deq_cb(const u8* row, int d, const float* cb) {
+    if constexpr (is_turbo<T>()) {
+        const u8* blk = row + (i64)(d >> 7) * TypeInfo<T>::BB;
+        return cb[turbo_index<T>(blk, d & 127)] * ld_h(blk);
+    } else {
+        return deq_row<T>(row, d);
+    }
+}
+
 extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     attn_partial(const float* __restrict__ q, const u8* __restrict__ kbase,
                  const u8* __restrict__ vbase, float* __restrict__ out, float* __restrict__ ws,
@@ -227,7 +239,12 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     __shared__ float qs[PF_Q * PF_D];
     __shared__ float kvs[PF_K * (PF_D + 1)];
     __shared__ float ps[PF_Q * (PF_K + 1)];
+    __shared__ float cbk[16], cbv[16];
     const int tid = threadIdx.x, qi = tid >> 2, sub = tid & 3;
+    if (tid < 16) {
+        cbk[tid] = tid < NCK ? centroid<KT>(tid) : 0.0f;
+        cbv[tid] = tid < NCV ? centroid<VT>(tid) : 0.0f;
+    }
     const int qb = blockIdx.x, h = blockIdx.y;
     const int kvh = h / (n_head / n_head_kv);
     const int r0 = qb * PF_Q;
@@ -253,7 +270,7 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
         __syncthreads();
         for (int i = tid; i < PF_K * pad_k; i += ATTN_THREADS) {
             int kt = i / pad_k, d = i % pad_k;
-            kvs[kt * (PF_D + 1) + d] = kt < nt ? deq_row<KT>(kh + (i64)(tile + kt) * khb, d) : 0.0f;
+            kvs[kt * (PF_D + 1) + d] = kt < nt ? deq_cb<KT>(kh + (i64)(tile + kt) * khb, d, cbk) : 0.0f;
         }
         __syncthreads();
         float s[PF_K / 4];
@@ -287,7 +304,7 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
         __syncthreads();
         for (int i = tid; i < PF_K * pad_v; i += ATTN_THREADS) {
             int kt = i / pad_v, d = i % pad_v;
-            kvs[kt * (PF_D + 1) + d] = kt < nt ? deq_row<VT>(vh + (i64)(tile + kt) * vhb, d) : 0.0f;
+            kvs[kt * (PF_D + 1) + d] = kt < nt ? deq_cb<VT>(vh + (i64)(tile + kt) * vhb, d, cbv) : 0.0f;
         }
         __syncthreads();
 #pragma unroll
@@ -334,7 +351,7 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     const int G = n_head / n_head_kv;
     float* qs = smem;                       // G × pad_k
     float* sc = qs + G * pad_k;             // G × split_len
-    float* ml = sc + G * split_len;         // G × 2
+    float* ml = sc + max(G * split_len, ATTN_WARPS * G * pad_v);  // G × 2 (after the sums)
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int s = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
     const i64 seq = rowinfo ? rowinfo[2 * r] : seq0;
@@ -343,6 +360,11 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     const int t0 = max(lo, s * split_len);
     const int t1 = min(pos + 1, (s + 1) * split_len);
     const int nk = max(0, t1 - t0);
+    __shared__ float cbk[16], cbv[16];
+    if (tid < 16) {
+        cbk[tid] = tid < NCK ? centroid<KT>(tid) : 0.0f;
+        cbv[tid] = tid < NCV ? centroid<VT>(tid) : 0.0f;
+    }
     for (int i = tid; i < G * pad_k; i += ATTN_THREADS) {
         int g = i / pad_k, d = i % pad_k;
         qs[i] = d < hdk ? q[((i64)r * n_head + kvh * G + g) * hdk + d] : 0.0f;
@@ -351,13 +373,14 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     if constexpr (K_TURBO) block_rotate(qs, G * pad_k / 128);
     const u8* kh = kbase + (seq * n_head_kv + kvh) * cells * khb;
     const u8* vh = vbase + (seq * n_head_kv + kvh) * cells * vhb;
-    for (int kt = warp; kt < nk; kt += ATTN_WARPS) {
+    // Phase 1: thread per key, over the head's dims (the queries are broadcast reads).
+    for (int kt = tid; kt < nk; kt += ATTN_THREADS) {
         const u8* kr = kh + (i64)(t0 + kt) * khb;
         float part[DEC_G];
 #pragma unroll
         for (int g = 0; g < DEC_G; g++) part[g] = 0.0f;
-        for (int d = lane; d < pad_k; d += 32) {
-            const float kv = deq_row<KT>(kr, d);
+        for (int d = 0; d < pad_k; d++) {
+            const float kv = deq_cb<KT>(kr, d, cbk);
 #pragma unroll
             for (int g = 0; g < DEC_G; g++)
                 if (g < G) part[g] += qs[g * pad_k + d] * kv;
@@ -365,9 +388,9 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
 #pragma unroll
         for (int g = 0; g < DEC_G; g++) {
             if (g < G) {
-                float x = warp_sum(part[g]) * scale;
+                float x = part[g] * scale;
                 if (softcap > 0.0f) x = softcap * tanhf(x / softcap);
-                if (lane == 0) sc[g * split_len + kt] = x;
+                sc[g * split_len + kt] = x;
             }
         }
     }
@@ -389,34 +412,49 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
         }
     }
     __syncthreads();
-    float acc[DEC_G][ATTN_DPT];
+    // Phase 3: warp w takes keys w, w + 4, ...; lane l output dims l, l + 32, l + 64, l + 96
+    // (V heads padded to <= 128 here), then the four warps' sums meet in shared memory.
+    float acc[DEC_G][4];
 #pragma unroll
     for (int g = 0; g < DEC_G; g++)
 #pragma unroll
-        for (int i = 0; i < ATTN_DPT; i++) acc[g][i] = 0.0f;
-    for (int kt = 0; kt < nk; kt++) {
+        for (int i = 0; i < 4; i++) acc[g][i] = 0.0f;
+    for (int kt = warp; kt < nk; kt += ATTN_WARPS) {
         const u8* vr = vh + (i64)(t0 + kt) * vhb;
 #pragma unroll
-        for (int i = 0; i < ATTN_DPT; i++) {
-            const int d = tid + ATTN_THREADS * i;
+        for (int i = 0; i < 4; i++) {
+            const int d = lane + 32 * i;
             if (d < pad_v) {
-                const float vv = deq_row<VT>(vr, d);
+                const float vv = deq_cb<VT>(vr, d, cbv);
 #pragma unroll
                 for (int g = 0; g < DEC_G; g++)
                     if (g < G) acc[g][i] += sc[g * split_len + kt] * vv;
             }
         }
     }
-    for (int g = 0; g < G; g++) {
-        float* w = ws + (((i64)r * n_head + kvh * G + g) * n_splits + s) * (pad_v + 2);
-        if (tid == 0) {
-            w[0] = nk > 0 ? ml[2 * g] : NEG_INF;
-            w[1] = nk > 0 ? ml[2 * g + 1] : 0.0f;
-        }
+    __syncthreads();
+    float* red = sc;  // the scores are no longer needed: ATTN_WARPS × G × pad_v floats
 #pragma unroll
-        for (int i = 0; i < ATTN_DPT; i++) {
-            const int d = tid + ATTN_THREADS * i;
-            if (d < pad_v) w[2 + d] = acc[g][i];
+    for (int g = 0; g < DEC_G; g++) {
+        if (g < G) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int d = lane + 32 * i;
+                if (d < pad_v) red[(warp * G + g) * pad_v + d] = acc[g][i];
+            }
+        }
+    }
+    __syncthreads();
+    for (int i = tid; i < G * pad_v; i += ATTN_THREADS) {
+        const int g = i / pad_v, d = i % pad_v;
+        float a = 0.0f;
+#pragma unroll
+        for (int w = 0; w < ATTN_WARPS; w++) a += red[(w * G + g) * pad_v + d];
+        float* wsp = ws + (((i64)r * n_head + kvh * G + g) * n_splits + s) * (pad_v + 2);
+        wsp[2 + d] = a;
+        if (d == 0) {
+            wsp[0] = nk > 0 ? ml[2 * g] : NEG_INF;
+            wsp[1] = nk > 0 ? ml[2 * g + 1] : 0.0f;
         }
     }
 }

@@ -194,8 +194,9 @@ pub fn attention(
     }
     // Decode (split path): one block per (split, KV head, row) serving the whole GQA group.
     let group = p.n_head / p.n_head_kv;
-    let dec_shared = (group * pad_k + group * split_len + 2 * group) * 4;
-    if split && group <= DEC_G && dec_shared <= MAX_SHARED && p.n_head_kv <= 65535 {
+    // Scores (group × split) double as the cross-warp sums (4 × group × pad_v) at the end.
+    let dec_shared = (group * pad_k + (group * split_len).max(4 * group * pad_v) + 2 * group) * 4;
+    if split && group <= DEC_G && pad_v <= 128 && dec_shared <= MAX_SHARED && p.n_head_kv <= 65535 {
         let f = dev.function(&compile::ATTENTION, &defines, "attn_decode")?;
         let merge = merge
             .as_ref()

@@ -96,6 +96,7 @@ fn main() {
             n_pages: ctx.div_ceil(256),
             max_seqs: 1,
             pack_turbo_heads: true,
+            center_turbo_keys: true,
         };
         let mut cache = KvCache::new(&cfg).expect("cache");
         cache.reserve(0, ctx).expect("reserve");

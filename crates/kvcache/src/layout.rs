@@ -76,6 +76,10 @@ pub struct KvConfig {
     /// each being zero-padded to 128: 64-wide heads take half the memory. A backend whose
     /// kernels expect one head per group leaves this off.
     pub pack_turbo_heads: bool,
+    /// Turbo K is stored minus a per-(sequence, layer) key center (see `KvCache::write`'s
+    /// centering): exact for the softmax, smaller quantization error. A backend whose kernels
+    /// do not center (and a check that compares against one) leaves this off.
+    pub center_turbo_keys: bool,
 }
 
 impl KvConfig {
@@ -284,7 +288,7 @@ fn heads_per_row(c: &KvConfig, ty: KvType, head_dim: usize, padded: usize) -> us
 /// Floats of the key centers a turbo-K cache keeps: `n_kv_heads × head_dim_k` per (sequence,
 /// layer); 0 for other K types.
 pub(crate) fn centers_floats(c: &KvConfig) -> usize {
-    if c.k_type.is_turbo() {
+    if c.k_type.is_turbo() && c.center_turbo_keys {
         c.max_seqs * c.layers.len() * c.n_kv_heads * c.head_dim_k
     } else {
         0
@@ -334,6 +338,7 @@ mod tests {
             n_pages: 10,
             max_seqs: 2,
             pack_turbo_heads: false,
+            center_turbo_keys: true,
         }
     }
 

@@ -36,6 +36,7 @@
 //!     n_pages: KvConfig::pages_for_context(4096, 4, 256), // -c 4096, 4 sequences
 //!     max_seqs: 4,
 //!     pack_turbo_heads: true, // two 64-wide turbo4 V heads per 128-value group
+//!     center_turbo_keys: true,
 //! };
 //! let planned = KvCache::bytes_required(&config)?;
 //! let mut cache = KvCache::new(&config)?;

@@ -208,6 +208,7 @@ mod tests {
             n_pages,
             max_seqs: 3,
             pack_turbo_heads: false,
+            center_turbo_keys: true,
         })
     }
 

@@ -26,6 +26,7 @@ fn config(k: KvType, v: KvType, head_dim: usize) -> KvConfig {
         max_seqs: 4,
         // Packing changes nothing for head sizes of 128 and up; 64-wide heads pair up.
         pack_turbo_heads: head_dim < 128,
+        center_turbo_keys: true,
     }
 }
 

@@ -14,7 +14,9 @@ pub fn kv_err(e: kvcache::KvError) -> CoreError {
 }
 
 /// The `kvcache` configuration of `spec`. Every layer must share one KV geometry.
-pub fn kv_config(spec: &KvSpec) -> Result<KvConfig, CoreError> {
+/// `refined_turbo`: pack 64-wide turbo heads into shared rotation groups and center turbo
+/// keys (the CPU's default); off, turbo rows are stored as the CUDA kernels store them.
+pub fn kv_config(spec: &KvSpec, refined_turbo: bool) -> Result<KvConfig, CoreError> {
     let first = spec
         .layers
         .first()
@@ -47,7 +49,8 @@ pub fn kv_config(spec: &KvSpec) -> Result<KvConfig, CoreError> {
         max_seqs: spec.n_seq,
         // The CPU kernels place each head in its part of a shared rotation group, so 64-wide
         // turbo heads cost what their bits imply instead of being padded to 128.
-        pack_turbo_heads: true,
+        pack_turbo_heads: refined_turbo,
+        center_turbo_keys: refined_turbo,
     })
 }
 

@@ -32,6 +32,8 @@ pub const DEVICE: &str = "CPU";
 pub struct CpuBackend {
     cpu: Cpu,
     log: AllocationLog,
+    /// Packed 64-wide turbo heads and centered turbo keys (see `kv::kv_config`).
+    refined_turbo_kv: bool,
 }
 
 fn k_err(e: cpu::CpuError) -> CoreError {
@@ -53,6 +55,13 @@ impl CpuBackend {
         CpuBackend::with_path(n_threads, None)
     }
 
+    /// Stores turbo K/V rows the way the CUDA backend does (each head padded to its own
+    /// rotation group, keys not centered), so `check-backend` compares the same algorithm.
+    pub fn with_cuda_turbo_layout(mut self) -> CpuBackend {
+        self.refined_turbo_kv = false;
+        self
+    }
+
     /// Like [`CpuBackend::new`] with a forced kernel path (tests compare paths).
     pub fn with_path(n_threads: usize, path: Option<KernelPath>) -> Result<CpuBackend, CoreError> {
         let cpu = Cpu::new(&CpuConfig {
@@ -63,6 +72,7 @@ impl CpuBackend {
         Ok(CpuBackend {
             cpu,
             log: AllocationLog::new(),
+            refined_turbo_kv: true,
         })
     }
 
@@ -130,7 +140,10 @@ impl Backend for CpuBackend {
     }
 
     fn kv_cache_bytes(&self, spec: &KvSpec) -> Result<u64, CoreError> {
-        Ok(KvCache::bytes_required(&kv_config(spec)?).map_err(kv_err)? as u64)
+        Ok(
+            KvCache::bytes_required(&kv_config(spec, self.refined_turbo_kv)?).map_err(kv_err)?
+                as u64,
+        )
     }
 
     fn attention_workspace_bytes(
@@ -151,7 +164,7 @@ impl Backend for CpuBackend {
     }
 
     fn alloc_kv(&self, spec: &BufferSpec, kv: &KvSpec) -> Result<CpuKvCache, CoreError> {
-        let cache = KvCache::new(&kv_config(kv)?).map_err(kv_err)?;
+        let cache = KvCache::new(&kv_config(kv, self.refined_turbo_kv)?).map_err(kv_err)?;
         self.log.record(
             &spec.name,
             DEVICE,

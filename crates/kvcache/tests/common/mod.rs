@@ -125,6 +125,7 @@ impl Scenario {
             n_pages: self.n_pages,
             max_seqs: self.seq_lens.len(),
             pack_turbo_heads: self.pack,
+            center_turbo_keys: true,
         }
     }
 }
