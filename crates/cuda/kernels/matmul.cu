@@ -142,6 +142,50 @@ template <> __device__ __forceinline__ void deq8<TY_Q6_K>(const u8* row, int sb,
 // (fully coalesced). Few steps per thread and independent loads keep many bytes in flight;
 // the four warps' sums meet in shared memory.
 #define MATVEC32_THREADS 128
+
+// q4_K rows: a thread takes 8 bytes of a 32-byte quant chunk, i.e. 8 values of each of the two
+// sub-blocks the chunk holds (low and high nibbles), and applies each sub-block's scale and
+// minimum once: d·Σq·x − m·Σx. Twice the weight bytes per thread of the generic path.
+template <int R>
+__device__ __forceinline__ void matvec_q4k(const u8* __restrict__ row, const float* __restrict__ X,
+                           float* acc, int k, int rows) {
+    const int tid = threadIdx.x, p = tid & 3;
+    const int npairs = k >> 6;
+#pragma unroll 2
+    for (int u = tid >> 2; u < npairs; u += MATVEC32_THREADS / 4) {
+        const u8* b = row + (i64)(u >> 2) * 144;
+        const int jj = u & 3;
+        int sc0, m0, sc1, m1;
+        k4_scale_min(b + 4, 2 * jj, sc0, m0);
+        k4_scale_min(b + 4, 2 * jj + 1, sc1, m1);
+        const float d = ld_h(b), dm = ld_h(b + 2);
+        const float d0 = d * (float)sc0, mm0 = dm * (float)m0;
+        const float d1 = d * (float)sc1, mm1 = dm * (float)m1;
+        const u32* q = (const u32*)(b + 16 + 32 * jj + 8 * p);
+        const u32 v0 = q[0], v1 = q[1];
+        const int e0 = u * 64 + 8 * p;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            if (R == 1 || r < rows) {
+                const F4* xl = (const F4*)(X + (i64)r * k + e0);
+                const F4* xh = (const F4*)(X + (i64)r * k + e0 + 32);
+                F4 a0 = xl[0], a1 = xl[1], c0 = xh[0], c1 = xh[1];
+                float xlo[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+                float xhi[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
+                float slo = 0.0f, shi = 0.0f, sxl = 0.0f, sxh = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    const u32 byte = ((i < 4 ? v0 : v1) >> (8 * (i & 3))) & 0xffu;
+                    slo += (float)(byte & 15u) * xlo[i];
+                    shi += (float)(byte >> 4) * xhi[i];
+                    sxl += xlo[i];
+                    sxh += xhi[i];
+                }
+                acc[r] += d0 * slo - mm0 * sxl + d1 * shi - mm1 * sxh;
+            }
+        }
+    }
+}
 template <int T, int R>
 __device__ void matvec32(const u8* __restrict__ W, const float* __restrict__ X,
                          float* __restrict__ Y, int k, int n_out, int rows, i64 row_bytes) {
@@ -153,6 +197,10 @@ __device__ void matvec32(const u8* __restrict__ W, const float* __restrict__ X,
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
     int nsb = k >> 5, p = tid & 3;
+    if constexpr (T == TY_Q4_K) {
+        matvec_q4k<R>(row, X, acc, k, rows);
+        nsb = 0;  // done: skip the generic loop
+    }
 #pragma unroll 4
     for (int sb = tid >> 2; sb < nsb; sb += MATVEC32_THREADS / 4) {
         float w[8];
