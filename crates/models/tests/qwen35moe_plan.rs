@@ -72,7 +72,7 @@ fn header(kv: &[(String, V)], tensors: &[(String, Vec<u64>, GgmlType)]) -> Vec<u
         let n: u64 = dims.iter().product();
         offset += ty.bytes_for(n).expect("whole blocks").div_ceil(32) * 32;
     }
-    while h.len() % 32 != 0 {
+    while !h.len().is_multiple_of(32) {
         h.push(0);
     }
     h
