@@ -1,17 +1,17 @@
 #!/usr/bin/env python3
-"""Tiny random-weight qwen3moe / qwen35 / qwen35moe models: transformers computes the reference
+"""Tiny random-weight qwen3 / qwen3moe / qwen35 / qwen35moe models: transformers computes the reference
 logits, and the same weights are written as GGUF with llama.cpp's tensor names, layouts and
 metadata keys (all f32).
 
 Two stages, because PyTorch lives on the GPU machine and the `gguf` package here:
 
-  hf_tiny_models.py torch OUTDIR      # needs torch + transformers (>= 5 with qwen3_5, qwen3_5_moe)
+  hf_tiny_models.py torch OUTDIR [ARCH...]      # needs torch + transformers (>= 5 with qwen3_5, qwen3_5_moe)
       For each architecture: builds the config, randomises every parameter from a fixed seed,
       runs a 40-token prompt through the model (f32, CPU, eager attention, KV/recurrent cache),
       then 64 greedy decode steps with the cache, and saves OUTDIR/<arch>.npz with the state
       dict (HF names), the config, the tokens and the logits of every prompt row and step.
 
-  hf_tiny_models.py gguf OUTDIR DATADIR   # needs numpy + gguf
+  hf_tiny_models.py gguf OUTDIR DATADIR [ARCH...]   # needs numpy + gguf
       Writes DATADIR/<arch>.gguf (the model) and DATADIR/<arch>.ref.gguf (tensor `logits`
       [n_vocab, 40 + 64] f32 and metadata `ref.tokens` = prompt + decoded tokens,
       `ref.n_prompt` = 40), the reference the Rust test compares against.
@@ -65,6 +65,17 @@ def layer_types(n_layer, interval):
 
 
 MODELS = {
+    # Dense qwen3 (QK-norm): the CPU engine's qwen3 path, checked at 1e-4 relative.
+    "qwen3": dict(
+        hf_classes=("Qwen3Config", "Qwen3ForCausalLM"),
+        cfg=dict(
+            **COMMON,
+            num_hidden_layers=3,
+            head_dim=16,
+            intermediate_size=96,
+            rope_parameters=dict(rope_type="default", rope_theta=10000.0),
+        ),
+    ),
     "qwen3moe": dict(
         hf_classes=("Qwen3MoeConfig", "Qwen3MoeForCausalLM"),
         cfg=dict(
@@ -156,7 +167,7 @@ def randomise(model, torch, gen):
             p.copy_(v.to(p.dtype))
 
 
-def run_torch(outdir):
+def run_torch(outdir, only=None):
     import torch
     import transformers
 
@@ -164,6 +175,8 @@ def run_torch(outdir):
     print("torch", torch.__version__, "transformers", transformers.__version__)
     os.makedirs(outdir, exist_ok=True)
     for arch, spec in MODELS.items():
+        if only and arch not in only:
+            continue
         try:
             run_one(torch, transformers, arch, spec, outdir)
         except Exception:
@@ -354,9 +367,11 @@ def write_ref(arch, npz, path):
     w.close()
 
 
-def run_gguf(outdir, datadir):
+def run_gguf(outdir, datadir, only=None):
     os.makedirs(datadir, exist_ok=True)
     for arch in MODELS:
+        if only and arch not in only:
+            continue
         npz = np.load(os.path.join(outdir, f"{arch}.npz"))
         write_gguf(arch, npz, os.path.join(datadir, f"{arch}.gguf"))
         write_ref(arch, npz, os.path.join(datadir, f"{arch}.ref.gguf"))
@@ -365,8 +380,8 @@ def run_gguf(outdir, datadir):
 
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "torch":
-        run_torch(sys.argv[2])
+        run_torch(sys.argv[2], sys.argv[3:])
     elif len(sys.argv) >= 4 and sys.argv[1] == "gguf":
-        run_gguf(sys.argv[2], sys.argv[3])
+        run_gguf(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
         sys.exit(__doc__)
