@@ -1,9 +1,6 @@
 //! Generation (prefill, sampling with penalties and top-k/p, decode) allocates nothing after
 //! warm-up: the sampler and token history were planned and allocated once.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,43 +9,9 @@ use gguf::GgufFile;
 use models::{Model, RunConfig};
 use turbine_core::cpu::CpuBackend;
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-static BYTES: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn counted<T>(f: impl FnOnce() -> T) -> (T, u64, u64) {
-    let (a0, b0) = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
-    let r = f();
-    (
-        r,
-        ALLOCS.load(Ordering::SeqCst) - a0,
-        BYTES.load(Ordering::SeqCst) - b0,
-    )
-}
+#[path = "../../models/tests/support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::counted;
 
 #[test]
 fn generation_does_not_allocate() {
