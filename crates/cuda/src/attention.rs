@@ -1,11 +1,14 @@
 //! Launches of the attention kernels (kernels/attention.cu) and their workspace formula.
 //!
-//! Two paths, chosen by shape:
+//! Paths, chosen by shape:
 //! - split-K (decode, at most [`SPLIT_MAX_ROWS`] query rows, when the planned workspace holds
-//!   the partials): grid (splits, heads, rows), each block one split of [`SPLIT_LEN`] keys,
-//!   writing `(m, l, acc[d])`; then a merge pass. Workspace: rows × heads × splits × (d + 2)
-//!   floats, d the padded V head.
-//! - direct (prefill): one block per (row, head) over all its keys, no workspace.
+//!   the partials): each block one split of [`SPLIT_LEN`] keys, writing `(m, l, acc[d])`; then a
+//!   merge pass. `attn_decode` serves a whole GQA group per block (grid: splits, KV heads,
+//!   rows); `attn_partial` one query head (heads too wide or groups too large for the former).
+//!   Workspace: rows × heads × splits × (d + 2) floats, d the padded V head.
+//! - tiled prefill (`attn_prefill`, consecutive positions of one sequence, heads ≤ 128): K/V
+//!   tiles decoded once per 32 queries, no workspace.
+//! - direct (other prefill): `attn_partial` with one split, a block per (row, head), no workspace.
 //!
 //! The workspace formula is what the planner asks for at each shape class; it is zero for the
 //! prefill class, so it never grows with rows × context.
@@ -146,12 +149,22 @@ pub fn attention(
         ("KT", type_k.id().to_string()),
         ("VT", type_v.id().to_string()),
     ];
-    let f = dev.function(&compile::ATTENTION, &defines, "attn_partial")?;
-    let merge = if split {
-        Some(dev.function(&compile::ATTENTION, &defines, "attn_merge")?)
-    } else {
-        None
-    };
+    // The cache geometry and score parameters every attention kernel takes, in this order.
+    let geometry = [
+        Arg::I32(p.n_head as i32),
+        Arg::I32(p.n_head_kv as i32),
+        Arg::I32(hdk as i32),
+        Arg::I32(hdv as i32),
+        Arg::I32(pad_k as i32),
+        Arg::I32(pad_v as i32),
+        Arg::I64(k_head_bytes as i64),
+        Arg::I64(v_head_bytes as i64),
+        Arg::I64(cells as i64),
+        Arg::F32(p.scale),
+        Arg::I32(p.window.unwrap_or(0).min(i32::MAX as usize) as i32),
+        Arg::F32(p.softcap.unwrap_or(0.0)),
+    ];
+
     // Prefill of one sequence's consecutive positions: the tiled kernel, which decodes each K
     // and V tile once for PF_Q queries (the per-row kernel would decode every key once per
     // query).
@@ -163,99 +176,46 @@ pub fn attention(
     if !split && contiguous && pad_k <= PF_D && pad_v <= PF_D && first.pos + n <= i32::MAX as usize
     {
         let f = dev.function(&compile::ATTENTION, &defines, "attn_prefill")?;
+        let mut args = vec![
+            Arg::Ptr(qp),
+            Arg::Ptr(kbase),
+            Arg::Ptr(vbase),
+            Arg::Ptr(op),
+            Arg::I32(n as i32),
+            Arg::I32(first.seq as i32),
+            Arg::I32(first.pos as i32),
+        ];
+        args.extend(geometry);
         return dev.launch(
             "attention (prefill)",
             &f,
             (n.div_ceil(PF_Q) as u32, p.n_head as u32, 1),
             THREADS,
             0,
-            &[
-                Arg::Ptr(qp),
-                Arg::Ptr(kbase),
-                Arg::Ptr(vbase),
-                Arg::Ptr(op),
-                Arg::I32(n as i32),
-                Arg::I32(first.seq as i32),
-                Arg::I32(first.pos as i32),
-                Arg::I32(p.n_head as i32),
-                Arg::I32(p.n_head_kv as i32),
-                Arg::I32(hdk as i32),
-                Arg::I32(hdv as i32),
-                Arg::I32(pad_k as i32),
-                Arg::I32(pad_v as i32),
-                Arg::I64(k_head_bytes as i64),
-                Arg::I64(v_head_bytes as i64),
-                Arg::I64(cells as i64),
-                Arg::F32(p.scale),
-                Arg::I32(p.window.unwrap_or(0).min(i32::MAX as usize) as i32),
-                Arg::F32(p.softcap.unwrap_or(0.0)),
-            ],
+            &args,
         );
     }
-    // Decode (split path): one block per (split, KV head, row) serving the whole GQA group.
+
+    // Split path, decode: one block per (split, KV head, row) serving the whole GQA group
+    // (attn_decode), when the group and heads fit it; otherwise, and for the direct path, one
+    // block per (split, query head, row) (attn_partial). Scores (group × split) double as the
+    // decode kernel's cross-warp sums (4 × group × pad_v) at its end.
     let group = p.n_head / p.n_head_kv;
-    // Scores (group × split) double as the cross-warp sums (4 × group × pad_v) at the end.
     let dec_shared = (group * pad_k + (group * split_len).max(4 * group * pad_v) + 2 * group) * 4;
-    if split && group <= DEC_G && pad_v <= 128 && dec_shared <= MAX_SHARED && p.n_head_kv <= 65535 {
+    let grouped =
+        split && group <= DEC_G && pad_v <= 128 && dec_shared <= MAX_SHARED && p.n_head_kv <= 65535;
+    let (f, name, heads, shared_bytes) = if grouped {
         let f = dev.function(&compile::ATTENTION, &defines, "attn_decode")?;
-        let merge = merge
-            .as_ref()
-            .ok_or_else(|| CoreError::Kv("attention: split path without merge".into()))?;
-        return be.with_rows("attention", rows, |r0, nr, info, seq0, pos0| {
-            if nr > 65535 {
-                return Err(CoreError::Kv(format!(
-                    "attention: {nr} rows exceed one launch"
-                )));
-            }
-            let q_r = qp + (r0 * p.n_head * hdk * 4) as u64;
-            let o_r = op + (r0 * p.n_head * hdv * 4) as u64;
-            dev.launch(
-                "attention (decode)",
-                &f,
-                (n_splits as u32, p.n_head_kv as u32, nr as u32),
-                THREADS,
-                dec_shared as u32,
-                &[
-                    Arg::Ptr(q_r),
-                    Arg::Ptr(kbase),
-                    Arg::Ptr(vbase),
-                    Arg::Ptr(ws_ptr),
-                    Arg::Ptr(info),
-                    Arg::I32(seq0),
-                    Arg::I32(pos0),
-                    Arg::I32(p.n_head as i32),
-                    Arg::I32(p.n_head_kv as i32),
-                    Arg::I32(hdk as i32),
-                    Arg::I32(hdv as i32),
-                    Arg::I32(pad_k as i32),
-                    Arg::I32(pad_v as i32),
-                    Arg::I64(k_head_bytes as i64),
-                    Arg::I64(v_head_bytes as i64),
-                    Arg::I64(cells as i64),
-                    Arg::F32(p.scale),
-                    Arg::I32(p.window.unwrap_or(0).min(i32::MAX as usize) as i32),
-                    Arg::F32(p.softcap.unwrap_or(0.0)),
-                    Arg::I32(split_len.min(i32::MAX as usize) as i32),
-                    Arg::I32(n_splits as i32),
-                ],
-            )?;
-            dev.launch(
-                "attention merge",
-                merge,
-                (p.n_head as u32, nr as u32, 1),
-                THREADS,
-                (pad_v * 4) as u32,
-                &[
-                    Arg::Ptr(ws_ptr),
-                    Arg::Ptr(o_r),
-                    Arg::I32(p.n_head as i32),
-                    Arg::I32(hdv as i32),
-                    Arg::I32(pad_v as i32),
-                    Arg::I32(n_splits as i32),
-                ],
-            )
-        });
-    }
+        (f, "attention (decode)", p.n_head_kv, dec_shared)
+    } else {
+        let f = dev.function(&compile::ATTENTION, &defines, "attn_partial")?;
+        (f, "attention", p.n_head, shared)
+    };
+    let merge = if split {
+        Some(dev.function(&compile::ATTENTION, &defines, "attn_merge")?)
+    } else {
+        None
+    };
     be.with_rows("attention", rows, |r0, nr, info, seq0, pos0| {
         if nr > 65535 {
             return Err(CoreError::Kv(format!(
@@ -264,37 +224,32 @@ pub fn attention(
         }
         let q_r = qp + (r0 * p.n_head * hdk * 4) as u64;
         let o_r = op + (r0 * p.n_head * hdv * 4) as u64;
+        // attn_decode writes only partials (no output pointer, no direct flag).
+        let mut args = vec![Arg::Ptr(q_r), Arg::Ptr(kbase), Arg::Ptr(vbase)];
+        if !grouped {
+            args.push(Arg::Ptr(o_r));
+        }
+        args.extend([
+            Arg::Ptr(ws_ptr),
+            Arg::Ptr(info),
+            Arg::I32(seq0),
+            Arg::I32(pos0),
+        ]);
+        args.extend(geometry);
+        args.extend([
+            Arg::I32(split_len.min(i32::MAX as usize) as i32),
+            Arg::I32(n_splits as i32),
+        ]);
+        if !grouped {
+            args.push(Arg::I32(!split as i32));
+        }
         dev.launch(
-            "attention",
+            name,
             &f,
-            (n_splits as u32, p.n_head as u32, nr as u32),
+            (n_splits as u32, heads as u32, nr as u32),
             THREADS,
-            shared as u32,
-            &[
-                Arg::Ptr(q_r),
-                Arg::Ptr(kbase),
-                Arg::Ptr(vbase),
-                Arg::Ptr(o_r),
-                Arg::Ptr(ws_ptr),
-                Arg::Ptr(info),
-                Arg::I32(seq0),
-                Arg::I32(pos0),
-                Arg::I32(p.n_head as i32),
-                Arg::I32(p.n_head_kv as i32),
-                Arg::I32(hdk as i32),
-                Arg::I32(hdv as i32),
-                Arg::I32(pad_k as i32),
-                Arg::I32(pad_v as i32),
-                Arg::I64(k_head_bytes as i64),
-                Arg::I64(v_head_bytes as i64),
-                Arg::I64(cells as i64),
-                Arg::F32(p.scale),
-                Arg::I32(p.window.unwrap_or(0).min(i32::MAX as usize) as i32),
-                Arg::F32(p.softcap.unwrap_or(0.0)),
-                Arg::I32(split_len.min(i32::MAX as usize) as i32),
-                Arg::I32(n_splits as i32),
-                Arg::I32(!split as i32),
-            ],
+            shared_bytes as u32,
+            &args,
         )?;
         if let Some(m) = &merge {
             dev.launch(
