@@ -14,6 +14,7 @@ pub mod host_bytes;
 pub mod hybrid;
 pub mod memory;
 pub mod plan;
+pub mod weight_shape;
 
 pub use alloc_log::{AllocationLog, AllocationRecord};
 pub use backend::{
@@ -24,3 +25,4 @@ pub use host_bytes::HostBytes;
 pub use hybrid::{DeltaNetParams, DeltaNetWeights, MoeExperts, MoeParams, MoeShape};
 pub use memory::{mib, DeviceMemory};
 pub use plan::{BufferSpec, MemoryPlan, Role};
+pub use weight_shape::WeightShape;

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use formats::GgmlType;
 use turbine_core::{
     AllocationLog, AttnParams, AttnShape, Backend, BufferSpec, CoreError, DeviceMemory,
-    GluActivation, HostBytes, KvSpec, Role, RopeParams, TokenPos,
+    GluActivation, HostBytes, KvSpec, Role, RopeParams, TokenPos, WeightShape,
 };
 
 use crate::attention;
@@ -287,35 +287,8 @@ impl Backend for CudaBackend {
         dims: &[u64],
         data: HostBytes,
     ) -> Result<CudaWeight, CoreError> {
-        let err = |reason: String| CoreError::Weight {
-            name: name.to_string(),
-            reason,
-        };
-        let row_len = *dims
-            .first()
-            .ok_or_else(|| err("has no dimensions".into()))?;
-        let n_rows: u64 = dims[1..].iter().product();
-        if row_len % ty.block_size() as u64 != 0 {
-            return Err(err(format!(
-                "row length {row_len} is not a multiple of the {} block size {}",
-                ty.name(),
-                ty.block_size()
-            )));
-        }
-        let row_bytes = ty
-            .bytes_for(row_len)
-            .ok_or_else(|| err("row size overflows".into()))?;
-        let total = row_bytes
-            .checked_mul(n_rows)
-            .ok_or_else(|| err("size overflows".into()))?;
-        if total != data.len() as u64 {
-            return Err(err(format!(
-                "{} bytes of data for {:?} {} (expected {total})",
-                data.len(),
-                dims,
-                ty.name()
-            )));
-        }
+        let shape = WeightShape::of(name, ty, dims, data.len())?;
+        let total = shape.total;
         let mem = DeviceAlloc::new(&self.dev, name, total)?;
         self.dev
             .upload(&format!("upload {name}"), mem.ptr(), data.as_slice())?;
@@ -325,9 +298,9 @@ impl Backend for CudaBackend {
             name: name.to_string(),
             ty,
             dims: dims.to_vec(),
-            row_len: row_len as usize,
-            n_rows: n_rows as usize,
-            row_bytes: row_bytes as usize,
+            row_len: shape.row_len,
+            n_rows: shape.n_rows,
+            row_bytes: shape.row_bytes,
             mem,
         })
     }
