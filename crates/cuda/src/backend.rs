@@ -93,6 +93,33 @@ impl CudaBackend {
         self.uses_blas(ty, k, rows)
     }
 
+    /// `rows` RMS-normed rows of `n` from `xp` times `wp` into `op` (may equal `xp`).
+    fn rms_norm_rows(
+        &self,
+        xp: u64,
+        wp: u64,
+        op: u64,
+        rows: usize,
+        n: usize,
+        eps: f32,
+    ) -> Result<(), CoreError> {
+        let f = self.dev.function(&compile::NORM, &[], "rms_norm")?;
+        self.dev.launch(
+            "rms_norm",
+            &f,
+            (rows as u32, 1, 1),
+            256,
+            0,
+            &[
+                Arg::Ptr(xp),
+                Arg::Ptr(wp),
+                Arg::Ptr(op),
+                Arg::I32(n as i32),
+                Arg::F32(eps),
+            ],
+        )
+    }
+
     /// Products of more rows than the matvec takes go to cuBLAS where it is loaded.
     fn uses_blas(&self, ty: GgmlType, k: usize, rows: usize) -> bool {
         self.blas.is_some() && rows > matmul::MATVEC_MAX_ROWS && gemm::serves(ty, k)
@@ -357,21 +384,7 @@ impl Backend for CudaBackend {
         let wp = w.f32_vector("rms_norm", n)?;
         let xp = x.f32_ptr((x_row0 + rows) * n)? + (x_row0 * n * 4) as u64;
         let op = out.f32_ptr(rows * n)?;
-        let f = self.dev.function(&compile::NORM, &[], "rms_norm")?;
-        self.dev.launch(
-            "rms_norm",
-            &f,
-            (rows as u32, 1, 1),
-            256,
-            0,
-            &[
-                Arg::Ptr(xp),
-                Arg::Ptr(wp),
-                Arg::Ptr(op),
-                Arg::I32(n as i32),
-                Arg::F32(eps),
-            ],
-        )
+        self.rms_norm_rows(xp, wp, op, rows, n, eps)
     }
 
     fn rms_norm_inplace(
@@ -384,21 +397,7 @@ impl Backend for CudaBackend {
     ) -> Result<(), CoreError> {
         let wp = w.f32_vector("rms_norm", n)?;
         let xp = x.f32_ptr(rows * n)?;
-        let f = self.dev.function(&compile::NORM, &[], "rms_norm")?;
-        self.dev.launch(
-            "rms_norm",
-            &f,
-            (rows as u32, 1, 1),
-            256,
-            0,
-            &[
-                Arg::Ptr(xp),
-                Arg::Ptr(wp),
-                Arg::Ptr(xp),
-                Arg::I32(n as i32),
-                Arg::F32(eps),
-            ],
-        )
+        self.rms_norm_rows(xp, wp, xp, rows, n, eps)
     }
 
     fn matmul(
