@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _};
 use formats::GgmlType;
 use models::plan_memory;
 use models::{parse_kv_type, HParams, Model, RunConfig};
-use turbine_core::{Backend, Role};
+use turbine_core::{Backend, KvSpec, Role};
 
 use super::device::{dispatch, BackendJob};
 use super::plan::ModelArgs;
@@ -84,28 +84,37 @@ impl Test {
     }
 }
 
-/// Bytes of K and V one token occupies in the cache of each layer (turbo heads padded to 128).
-fn kv_row_bytes(ty: GgmlType, n_head_kv: usize, head_dim: usize) -> u64 {
-    let padded = if ty.is_turbo() {
-        head_dim.div_ceil(128) * 128
-    } else {
-        head_dim
+/// K plus V bytes one token takes in one cached layer, as `backend` stores them: the growth of
+/// the backend's own cache-size formula over a span of cells, per layer (so the padding or
+/// packing of turbo heads is the backend's, not a formula repeated here).
+fn kv_token_layer_bytes<B: Backend>(backend: &B, spec: &KvSpec) -> anyhow::Result<f64> {
+    if spec.layers.is_empty() {
+        return Ok(0.0);
+    }
+    let (lo, hi) = (4096, 8192);
+    let at = |n_ctx| {
+        backend.kv_cache_bytes(&KvSpec {
+            n_ctx,
+            n_seq: 1,
+            ..spec.clone()
+        })
     };
-    ty.bytes_for((n_head_kv * padded) as u64).unwrap_or(0)
+    let growth = at(hi)?.saturating_sub(at(lo)?);
+    Ok(growth as f64 / (hi - lo) as f64 / spec.layers.len() as f64)
 }
 
 /// K/V bytes attention reads for one query at position `pos` (it sees `pos + 1` keys, fewer
 /// in sliding-window layers).
-fn kv_bytes_read(hp: &HParams, cfg: &RunConfig, pos: usize) -> u64 {
-    let k = kv_row_bytes(cfg.type_k, hp.n_head_kv, hp.head_dim_k);
-    let v = kv_row_bytes(cfg.type_v, hp.n_head_kv, hp.head_dim_v);
-    (0..hp.n_layer)
-        .map(|il| {
-            let seen = hp.layer_window(il).map_or(pos + 1, |w| (pos + 1).min(w));
-            seen as u64 * (k + v)
-        })
+fn kv_bytes_read(spec: &KvSpec, token_layer_bytes: f64, pos: usize) -> f64 {
+    spec.layers
+        .iter()
+        .map(|l| l.window.map_or(pos + 1, |w| (pos + 1).min(w)) as f64 * token_layer_bytes)
         .sum()
 }
+
+/// Prompt tokens of the untimed warm-up pass (more than the matvec's 8 rows, so the prefill
+/// kernels run too), followed by one decode step.
+const WARMUP_TOKENS: usize = 16;
 
 /// Deterministic pseudo-random token ids (llama-bench also times random tokens).
 struct TokenSource(u64);
@@ -240,7 +249,8 @@ impl BackendJob for BenchJob {
                 for &depth in &depths {
                     let longest = tests.iter().map(|t| t.tokens()).max().unwrap_or(0);
                     let cfg = RunConfig {
-                        n_ctx: depth + longest,
+                        // Room for the warm-up too when the tests are shorter than it.
+                        n_ctx: (depth + longest).max(WARMUP_TOKENS + 1),
                         type_k,
                         type_v,
                         ..base_cfg.clone()
@@ -260,9 +270,9 @@ impl BackendJob for BenchJob {
                     // Warm-up, untimed (like llama-bench's): one prefill batch and one decode
                     // step run every kernel once, so first-use costs (CUDA kernel compilation
                     // and loading, page faults of the weights) stay out of the timings.
-                    let warm = source.take(17, hp.n_vocab);
-                    fill(&mut model, &warm[..16])?;
-                    model.forward(0, &warm[16..], false)?;
+                    let warm = source.take(WARMUP_TOKENS + 1, hp.n_vocab);
+                    fill(&mut model, &warm[..WARMUP_TOKENS])?;
+                    model.forward(0, &warm[WARMUP_TOKENS..], false)?;
                     model.truncate(0, 0)?;
                     let _ = backend.profile_report();
                     let prefix = source.take(depth, hp.n_vocab);
@@ -299,8 +309,10 @@ impl BackendJob for BenchJob {
                         }
                         let (mean, std) = mean_std(&rates);
                         // Bytes read per token of the test, averaged over its positions.
+                        let spec = models::plan::kv_spec(&hp, &cfg);
+                        let token_layer = kv_token_layer_bytes(backend.as_ref(), &spec)?;
                         let kv_avg = (depth..depth + n)
-                            .map(|p| kv_bytes_read(&hp, &cfg, p) as f64)
+                            .map(|p| kv_bytes_read(&spec, token_layer, p))
                             .sum::<f64>()
                             / n as f64;
                         let per_token = match test {
@@ -335,12 +347,41 @@ impl BackendJob for BenchJob {
 mod tests {
     use super::*;
 
+    fn spec(ty: GgmlType) -> KvSpec {
+        KvSpec {
+            layers: vec![turbine_core::KvLayerShape {
+                n_head_kv: 3,
+                head_dim_k: 64,
+                head_dim_v: 64,
+                window: None,
+            }],
+            n_ctx: 4096,
+            n_seq: 1,
+            type_k: ty,
+            type_v: ty,
+        }
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        // Page bookkeeping adds a fraction of a byte per token.
+        (a - b).abs() < 0.5
+    }
+
     #[test]
-    fn turbo_rows_pad_heads_to_128() {
-        // 3 KV heads of 64: f16 stores 192 values, turbo3 pads each head to one 128-block.
-        assert_eq!(kv_row_bytes(GgmlType::F16, 3, 64), 384);
-        assert_eq!(kv_row_bytes(GgmlType::Turbo3, 3, 64), 150);
-        assert_eq!(kv_row_bytes(GgmlType::Q8_0, 3, 64), 204);
+    fn token_bytes_follow_the_backends_turbo_layout() {
+        // 3 KV heads of 64, K and V: f16 2 × 192 values; q8_0 2 × 6 blocks of 34 bytes.
+        let cpu = turbine_core::cpu::CpuBackend::new(1).unwrap();
+        let bytes =
+            |b: &turbine_core::cpu::CpuBackend, ty| kv_token_layer_bytes(b, &spec(ty)).unwrap();
+        assert!(close(bytes(&cpu, GgmlType::F16), 768.0));
+        assert!(close(bytes(&cpu, GgmlType::Q8_0), 408.0));
+        // The CPU packs two 64-wide heads per 128-group: 2 turbo3 blocks of 50 bytes each for K
+        // and V; stored like the CUDA kernels (a group per head), 3 blocks each.
+        assert!(close(bytes(&cpu, GgmlType::Turbo3), 200.0));
+        let padded = turbine_core::cpu::CpuBackend::new(1)
+            .unwrap()
+            .with_cuda_turbo_layout();
+        assert!(close(bytes(&padded, GgmlType::Turbo3), 300.0));
     }
 
     #[test]
