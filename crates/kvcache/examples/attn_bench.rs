@@ -6,7 +6,8 @@
 //! ctx−1. GB/s counts the K and V bytes of the pages read once per KV head (what a decode
 //! step must stream from memory). With one thread the times are this thread's on-CPU time, so
 //! other load on the machine does not inflate them; with several, wall time.
-//! An optional fourth argument keeps only pairs with that type name (`all` for every pair), a
+//! An optional fourth argument keeps only pairs with that type name (`all` for every pair, `K/V`
+//! for one pair), a
 //! fifth sets the heads (`9/3`: 9 query heads, 3 KV heads), a sixth `decode` skips prefill. "write us/tok" is the
 //! time to quantize and store one token's K and V rows (one layer), in batches of 512.
 
@@ -81,7 +82,12 @@ fn main() {
     ];
     for (k, v) in pairs {
         if let Some(f) = &filter {
-            if f != "all" && k.name() != f && v.name() != f {
+            let keep = match f.split_once('/') {
+                // `K/V`: exactly that pair.
+                Some((fk, fv)) => k.name() == fk && v.name() == fv,
+                None => f == "all" || k.name() == f || v.name() == f,
+            };
+            if !keep {
                 continue;
             }
         }

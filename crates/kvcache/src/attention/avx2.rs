@@ -206,60 +206,185 @@ unsafe fn decode_turbo(ty: KvType, src: &[u8], dst: &mut [f32]) {
     }
 }
 
-/// The centroid vectors of a turbo type for `turbo_lookup8`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn turbo_codebook(ty: KvType) -> (__m256, __m256) {
-    match ty {
-        KvType::Turbo2 => {
-            let c = &CENTROIDS_2;
-            let v = _mm256_setr_ps(c[0], c[1], c[2], c[3], c[0], c[1], c[2], c[3]);
-            (v, v)
-        }
-        KvType::Turbo3 => {
-            let v = _mm256_loadu_ps(CENTROIDS_3.as_ptr());
-            (v, v)
-        }
-        _ => (
-            _mm256_loadu_ps(CENTROIDS_4.as_ptr()),
-            _mm256_loadu_ps(CENTROIDS_4.as_ptr().add(8)),
-        ),
+/// Byte plane `k` of a codebook for `vpshufb`: byte `k` of each centroid's f32 bits (16
+/// entries; those past the codebook are zero, and no index reaches them).
+const fn codebook_plane<const N: usize>(c: &[f32; N], k: usize) -> [u8; 16] {
+    let mut plane = [0u8; 16];
+    let mut i = 0;
+    while i < N {
+        plane[i] = c[i].to_bits().to_le_bytes()[k];
+        i += 1;
     }
+    plane
 }
 
-/// Centroids of elements `8i..8i+8` of a turbo block (without its norm).
+const fn codebook_planes<const N: usize>(c: &[f32; N]) -> [[u8; 16]; 4] {
+    [
+        codebook_plane(c, 0),
+        codebook_plane(c, 1),
+        codebook_plane(c, 2),
+        codebook_plane(c, 3),
+    ]
+}
+
+static PLANES_2: [[u8; 16]; 4] = codebook_planes(&CENTROIDS_2);
+static PLANES_3: [[u8; 16]; 4] = codebook_planes(&CENTROIDS_3);
+static PLANES_4: [[u8; 16]; 4] = codebook_planes(&CENTROIDS_4);
+
+/// The codebook byte planes of a turbo type, each in both 128-bit lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn turbo_lookup8(ty: KvType, b: *const u8, i: usize, c_lo: __m256, c_hi: __m256) -> __m256 {
-    let idx = turbo_idx8(ty, b, i);
-    let c = _mm256_permutevar8x32_ps(c_lo, idx);
+unsafe fn turbo_planes(ty: KvType) -> [__m256i; 4] {
+    let planes = match ty {
+        KvType::Turbo2 => &PLANES_2,
+        KvType::Turbo3 => &PLANES_3,
+        _ => &PLANES_4,
+    };
+    planes.map(|p| _mm256_broadcastsi128_si256(_mm_loadu_si128(p.as_ptr() as *const __m128i)))
+}
+
+/// The centroids of 32 indices (one per byte of `idx`, each below 16) as four vectors of f32:
+/// vector `m` holds the indices at bytes `4m..4m+4` of the low 128-bit lane, then bytes
+/// `16+4m..16+4m+4`. Each byte of the f32 comes from its own `vpshufb` table; two rounds of
+/// unpacks interleave them. Every step stays inside a 128-bit lane (cheap on CPUs that split
+/// 256-bit operations, unlike `vpermps`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn lookup32(idx: __m256i, planes: &[__m256i; 4]) -> [__m256; 4] {
+    let b0 = _mm256_shuffle_epi8(planes[0], idx);
+    let b1 = _mm256_shuffle_epi8(planes[1], idx);
+    let b2 = _mm256_shuffle_epi8(planes[2], idx);
+    let b3 = _mm256_shuffle_epi8(planes[3], idx);
+    let lo01 = _mm256_unpacklo_epi8(b0, b1);
+    let hi01 = _mm256_unpackhi_epi8(b0, b1);
+    let lo23 = _mm256_unpacklo_epi8(b2, b3);
+    let hi23 = _mm256_unpackhi_epi8(b2, b3);
+    [
+        _mm256_castsi256_ps(_mm256_unpacklo_epi16(lo01, lo23)),
+        _mm256_castsi256_ps(_mm256_unpackhi_epi16(lo01, lo23)),
+        _mm256_castsi256_ps(_mm256_unpacklo_epi16(hi01, hi23)),
+        _mm256_castsi256_ps(_mm256_unpackhi_epi16(hi01, hi23)),
+    ]
+}
+
+/// The 64 indices of half `h` (0: values 0..64 of the block, 1: values 64..128) as two
+/// vectors of one index per byte, in the order [`half_element`] gives, which is the same for
+/// both halves.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn turbo_half_indices(ty: KvType, block: *const u8, h: usize) -> [__m256i; 2] {
+    let qs = block.add(2);
     if ty == KvType::Turbo4 {
-        let hi = _mm256_permutevar8x32_ps(c_hi, idx);
-        // Bit 3 of the index moved to the sign bit selects the upper eight.
-        _mm256_blendv_ps(c, hi, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)))
-    } else {
-        c
+        // Byte b holds values 2b (low nibble) and 2b + 1.
+        let a = _mm256_loadu_si256(qs.add(32 * h) as *const __m256i);
+        let m = _mm256_set1_epi8(15);
+        return [
+            _mm256_and_si256(a, m),
+            _mm256_and_si256(_mm256_srli_epi16(a, 4), m),
+        ];
+    }
+    // Two bits per value, four per byte: the half's 16 bytes in both lanes, shifted by 0 / 2
+    // (vector 0) or 4 / 6 (vector 1) bits in the low / high lane.
+    let l = _mm256_broadcastsi128_si256(_mm_loadu_si128(qs.add(16 * h) as *const __m128i));
+    let m = _mm256_set1_epi8(3);
+    let mut x = [
+        _mm256_and_si256(_mm256_srlv_epi64(l, _mm256_setr_epi64x(0, 0, 2, 2)), m),
+        _mm256_and_si256(_mm256_srlv_epi64(l, _mm256_setr_epi64x(4, 4, 6, 6)), m),
+    ];
+    if ty == KvType::Turbo3 {
+        // Bit 2 of value e is bit e % 8 of sign byte e / 8. Byte b of a lane holds value
+        // 4b + k, whose sign byte is b / 2 (of this half's eight) and bit 4(b % 2) + k.
+        let signs = _mm256_broadcastsi128_si256(_mm_loadu_si128(block.add(34) as *const __m128i));
+        let sel = _mm256_add_epi8(
+            _mm256_setr_epi8(
+                0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5,
+                6, 6, 7, 7,
+            ),
+            _mm256_set1_epi8(8 * h as i8),
+        );
+        let s = _mm256_shuffle_epi8(signs, sel);
+        let four = _mm256_set1_epi8(4);
+        for (r, x) in x.iter_mut().enumerate() {
+            // k = 2r in the low lane, 2r + 1 in the high lane.
+            let (k0, k1) = (2 * r as i8, 2 * r as i8 + 1);
+            let (e0, o0, e1, o1) = (1i8 << k0, 1i8 << (k0 + 4), 1i8 << k1, 1i8 << (k1 + 4));
+            let bit = _mm256_setr_epi8(
+                e0, o0, e0, o0, e0, o0, e0, o0, e0, o0, e0, o0, e0, o0, e0, o0, e1, o1, e1, o1, e1,
+                o1, e1, o1, e1, o1, e1, o1, e1, o1, e1, o1,
+            );
+            let set = _mm256_cmpeq_epi8(_mm256_and_si256(s, bit), bit);
+            *x = _mm256_or_si256(*x, _mm256_and_si256(set, four));
+        }
+    }
+    x
+}
+
+/// The value (0..64 within its half) that byte `byte` (0..32) of index vector `r` (0 or 1)
+/// of [`turbo_half_indices`] holds.
+const fn half_element(ty: KvType, r: usize, byte: usize) -> usize {
+    match ty {
+        KvType::Turbo4 => 2 * byte + r,
+        _ => 4 * (byte % 16) + 2 * r + byte / 16,
     }
 }
 
-/// Decodes one 128-value turbo block straight into its 64-value half form (see `half`):
-/// `(C[idx_j] + signs_j · C[idx_{j+64}]) · norm`, one store per eight outputs.
+/// The order in which [`decode_fold_turbo`] writes a folded half: position `p` holds value
+/// `order[p]`. Position `8(4r + m) + i` is lane `i` of lookup vector `m` of index vector `r`.
+const fn fold_order_of(ty: KvType) -> [u8; 64] {
+    let mut order = [0u8; 64];
+    let mut p = 0;
+    while p < 64 {
+        let (v, i) = (p / 8, p % 8);
+        let (r, m) = (v / 4, v % 4);
+        let byte = 16 * (i / 4) + 4 * m + i % 4;
+        order[p] = half_element(ty, r, byte) as u8;
+        p += 1;
+    }
+    order
+}
+
+static FOLD_ORDER_23: [u8; 64] = fold_order_of(KvType::Turbo3);
+static FOLD_ORDER_4: [u8; 64] = fold_order_of(KvType::Turbo4);
+
+/// The order of the AVX2 folded rows of a turbo type (see `RowOps::fold_order`).
+pub(crate) fn fold_order(ty: KvType) -> Option<&'static [u8; 64]> {
+    match ty {
+        KvType::Turbo2 | KvType::Turbo3 => Some(&FOLD_ORDER_23),
+        KvType::Turbo4 => Some(&FOLD_ORDER_4),
+        _ => None,
+    }
+}
+
+/// Decodes one 128-value turbo block straight into its 64-value half form (see `half`), in
+/// the order of [`fold_order`]: `(C[idx_j] + signs_j · C[idx_{j+64}]) · norm`, where `signs`
+/// is already in that order. Values `j` and `j + 64` come out at the same position of the two
+/// halves' lookups, so the fold is one FMA per eight outputs.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn decode_fold_turbo(ty: KvType, block: &[u8], signs: &[f32; 64], dst: &mut [f32]) {
+unsafe fn decode_fold_turbo(
+    ty: KvType,
+    block: &[u8],
+    planes: &[__m256i; 4],
+    signs: &[f32; 64],
+    dst: &mut [f32],
+) {
     assert!(block.len() >= ty.block_bytes() && dst.len() >= 64);
-    let (c_lo, c_hi) = turbo_codebook(ty);
     let b = block.as_ptr();
     let norm = _mm256_set1_ps(f16_at(b));
+    let lo = turbo_half_indices(ty, b, 0);
+    let hi = turbo_half_indices(ty, b, 1);
     let y = dst.as_mut_ptr();
-    for i in 0..8 {
-        let lo = turbo_lookup8(ty, b, i, c_lo, c_hi);
-        let hi = turbo_lookup8(ty, b, i + 8, c_lo, c_hi);
-        let s = _mm256_loadu_ps(signs.as_ptr().add(8 * i));
-        _mm256_storeu_ps(
-            y.add(8 * i),
-            _mm256_mul_ps(_mm256_fmadd_ps(s, hi, lo), norm),
-        );
+    for r in 0..2 {
+        let l = lookup32(lo[r], planes);
+        let h = lookup32(hi[r], planes);
+        for m in 0..4 {
+            let k = 8 * (4 * r + m);
+            let s = _mm256_loadu_ps(signs.as_ptr().add(k));
+            _mm256_storeu_ps(
+                y.add(k),
+                _mm256_mul_ps(_mm256_fmadd_ps(s, h[m], l[m]), norm),
+            );
+        }
     }
 }
 
@@ -365,6 +490,10 @@ unsafe fn hsum8(v: &[__m256; 8]) -> __m256 {
 impl RowOps for Avx2 {
     const TURBO_K_TABLE: bool = false;
 
+    fn fold_order(ty: KvType) -> Option<&'static [u8; 64]> {
+        fold_order(ty)
+    }
+
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn decode_rows(
@@ -415,16 +544,18 @@ impl RowOps for Avx2 {
         signs: &[f32; 64],
     ) {
         macro_rules! rows {
-            ($t:expr) => {
+            ($t:expr) => {{
+                let planes = turbo_planes($t);
                 for r in 0..n {
                     decode_fold_turbo(
                         $t,
                         &src[r * row_bytes..(r + 1) * row_bytes],
+                        &planes,
                         signs,
                         &mut dst[r * pitch..r * pitch + 64],
                     );
                 }
-            };
+            }};
         }
         match ty {
             KvType::Turbo2 => rows!(KvType::Turbo2),
@@ -667,13 +798,20 @@ mod tests {
         }
     }
 
-    /// The fused turbo decode-and-fold agrees with decoding then folding on the scalar path.
+    /// The fused turbo decode-and-fold agrees with decoding then folding on the scalar path,
+    /// once its fold order is undone; the order is a permutation.
     #[test]
     fn decode_fold_matches_scalar() {
         if !avx2() {
             return;
         }
         for ty in [KvType::Turbo2, KvType::Turbo3, KvType::Turbo4] {
+            let order = fold_order(ty).expect("turbo types have a fold order");
+            let mut seen = [false; 64];
+            for &j in order {
+                assert!(!seen[j as usize], "{ty}: value {j} twice in the fold order");
+                seen[j as usize] = true;
+            }
             let (n, row_bytes, pitch) = (5, ty.block_bytes(), 131);
             let mut bytes = vec![0u8; n * row_bytes];
             for (r, row) in bytes.chunks_exact_mut(row_bytes).enumerate() {
@@ -683,18 +821,19 @@ mod tests {
                 encode_head(ty, &src, None, row).unwrap();
             }
             let signs: [f32; 64] = std::array::from_fn(|j| if j % 3 == 0 { -1.0 } else { 1.0 });
+            let permuted: [f32; 64] = std::array::from_fn(|p| signs[order[p] as usize]);
             let mut want = vec![0.0f32; n * pitch];
             let mut got = vec![0.0f32; n * pitch];
             unsafe {
                 Scalar::decode_fold_rows(ty, &bytes, row_bytes, n, &mut want, pitch, &signs);
-                Avx2::decode_fold_rows(ty, &bytes, row_bytes, n, &mut got, pitch, &signs);
+                Avx2::decode_fold_rows(ty, &bytes, row_bytes, n, &mut got, pitch, &permuted);
             }
             for r in 0..n {
-                for j in 0..64 {
-                    let (g, w) = (got[r * pitch + j], want[r * pitch + j]);
+                for (p, &j) in order.iter().enumerate() {
+                    let (g, w) = (got[r * pitch + p], want[r * pitch + j as usize]);
                     assert!(
                         (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
-                        "{ty} row {r} value {j}"
+                        "{ty} row {r} value {j} (position {p}): {g} vs {w}"
                     );
                 }
             }

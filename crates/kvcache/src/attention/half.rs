@@ -65,6 +65,22 @@ pub(crate) fn unrotate_output(acc: &mut [f32], offset: usize) {
     }
 }
 
+/// `x[p] ← x[order[p]]`: natural order to a kernel path's folded order.
+pub(crate) fn permute(x: &mut [f32], order: &[u8; HALF]) {
+    let src: [f32; HALF] = std::array::from_fn(|j| x[j]);
+    for (y, &j) in x[..HALF].iter_mut().zip(order) {
+        *y = src[j as usize];
+    }
+}
+
+/// `x[order[p]] ← x[p]`: the inverse of [`permute`].
+pub(crate) fn unpermute(x: &mut [f32], order: &[u8; HALF]) {
+    let src: [f32; HALF] = std::array::from_fn(|p| x[p]);
+    for (&v, &j) in src.iter().zip(order) {
+        x[j as usize] = v;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

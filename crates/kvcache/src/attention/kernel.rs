@@ -44,6 +44,9 @@ pub(crate) struct Job<'a> {
     /// Score / accumulate 64-wide turbo heads in half-group form (see `half`).
     pub(crate) fold_k: bool,
     pub(crate) fold_v: bool,
+    /// The kernel path's order of folded K / V values (`RowOps::fold_order`; `None`: natural).
+    pub(crate) k_order: Option<&'static [u8; HALF]>,
+    pub(crate) v_order: Option<&'static [u8; HALF]>,
     /// `tokens × n_heads × head_dim_v` output.
     pub(crate) out: SharedMut,
     /// Split-K partial results: per (unit, split, query vector) `[max, sum, acc(pv)]`.
@@ -102,6 +105,9 @@ impl Job<'_> {
         // A packed V row holds several heads: this head's values start at `off`.
         let mut off = self.cache.layout().v_place(head / self.group).1;
         if self.fold_v {
+            if let Some(order) = self.v_order {
+                half::unpermute(acc, order);
+            }
             half::unrotate_output(acc, off);
             off = 0;
         } else if self.cache.config().v_type.is_turbo() {
@@ -182,8 +188,14 @@ impl Job<'_> {
         // Widths of the query vectors and accumulators: 64 for folded halves.
         let qk_len = if self.fold_k { HALF } else { pk };
         let acc_len = if self.fold_v { HALF } else { pv };
-        let k_signs = half::fold_signs(k_off);
-        let v_signs = half::fold_signs(v_off);
+        let mut k_signs = half::fold_signs(k_off);
+        let mut v_signs = half::fold_signs(v_off);
+        if let Some(order) = self.k_order {
+            half::permute(&mut k_signs, order);
+        }
+        if let Some(order) = self.v_order {
+            half::permute(&mut v_signs, order);
+        }
 
         let (qs, rest) = scratch.split_at_mut(vecs * pk);
         let (tables, rest) = rest.split_at_mut(vecs * table_len);
@@ -230,6 +242,9 @@ impl Job<'_> {
                         *d = s * self.input.scale;
                     }
                     half::rotate_query(qp, k_off);
+                    if let Some(order) = self.k_order {
+                        half::permute(&mut qp[..HALF], order);
+                    }
                 } else {
                     // Zero-padded into this head's place in its (possibly shared) K row.
                     qp.fill(0.0);

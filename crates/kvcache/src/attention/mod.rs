@@ -103,6 +103,17 @@ impl KernelPath {
     }
 }
 
+/// The order in which `path` writes folded rows of `ty` (see `RowOps::fold_order`).
+fn fold_order(path: KernelPath, ty: KvType) -> Option<&'static [u8; half::HALF]> {
+    match path {
+        KernelPath::Scalar => <ops::Scalar as ops::RowOps>::fold_order(ty),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => <avx2::Avx2 as ops::RowOps>::fold_order(ty),
+        #[cfg(not(target_arch = "x86_64"))]
+        KernelPath::Avx2 => None,
+    }
+}
+
 /// What the attention workspace depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionShape {
@@ -401,6 +412,8 @@ impl KvCache {
             table_len: plan.table_len,
             fold_k: plan.fold_k,
             fold_v: plan.fold_v,
+            k_order: fold_order(path, c.k_type),
+            v_order: fold_order(path, c.v_type),
             out: SharedMut(out.as_mut_ptr()),
             partials: SharedMut(workspace[per_worker * workers..].as_mut_ptr()),
         };

@@ -35,7 +35,16 @@ pub(crate) trait RowOps {
     /// Folds `n` decoded 128-value turbo rows (`pitch` apart) to their 64-value half form in
     /// place: `row[j] += signs[j] · row[j + 64]` (see `half`).
     unsafe fn fold_rows(buf: &mut [f32], n: usize, pitch: usize, signs: &[f32; 64]);
-    /// `decode_rows` then `fold_rows` for a turbo type (one pass where a path fuses them).
+    /// The order in which `decode_fold_rows` writes a turbo type's folded rows: position `p`
+    /// holds half value `order[p]` (`None`: natural order). A path may pick any order that
+    /// makes its decoder cheap; the kernel puts the queries, fold signs and accumulators of
+    /// folded heads in the same order (dot products and sums do not care) and restores the
+    /// natural order once per output row.
+    fn fold_order(_ty: KvType) -> Option<&'static [u8; 64]> {
+        None
+    }
+    /// `decode_rows` then `fold_rows` for a turbo type (one pass where a path fuses them);
+    /// `signs` and the output are in `fold_order(ty)`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn decode_fold_rows(
         ty: KvType,
