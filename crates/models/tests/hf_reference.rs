@@ -1,4 +1,4 @@
-//! qwen3moe, qwen35 and qwen35moe against PyTorch `transformers` (5.17, f32, CPU, eager).
+//! qwen3, qwen3moe, qwen35 and qwen35moe against PyTorch `transformers` (5.17, f32, CPU, eager).
 //!
 //! `tests/data/<arch>.gguf` are tiny random-weight models written by
 //! `scripts/reference/hf_tiny_models.py` with llama.cpp's tensor names and metadata keys;
@@ -8,7 +8,10 @@
 //!
 //! turbine runs the prompt in ubatches of 16 rows (so the recurrent state and the KV cache
 //! carry across three prefill chunks), then the 64 decode steps one token at a time, and every
-//! row of logits must match within 1e-3 relative (max |Δ| / max |ref| per row).
+//! row of logits must match within 1e-3 relative (max |Δ| / max |ref| per row); dense qwen3
+//! within 1e-4 (issue 4's bound: plain attention and FFN in f32, nothing approximated).
+//! transformers' own f32 logits are within 8e-7 of the same model run in float64 (printed by
+//! the script's torch stage), so the bound measures turbine, not the reference.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +22,8 @@ use models::{BatchRow, Model, RunConfig};
 use turbine_core::cpu::CpuBackend;
 
 const TOL: f64 = 1e-3;
+/// Dense qwen3 at f32: issue 4 asks for 1e-4 relative.
+const TOL_DENSE: f64 = 1e-4;
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -68,7 +73,7 @@ fn rel_diff(ours: &[f32], theirs: &[f32]) -> f64 {
     diff / scale.max(1e-30)
 }
 
-fn check(arch: &str, threads: usize) {
+fn check(arch: &str, threads: usize, tol: f64) {
     let r = reference(arch);
     let file = Arc::new(GgufFile::open(data(&format!("{arch}.gguf"))).expect("open model"));
     let backend = Arc::new(CpuBackend::new(threads).expect("backend"));
@@ -127,8 +132,8 @@ fn check(arch: &str, threads: usize) {
         worst.0, worst.1
     );
     assert!(
-        worst.0 <= TOL,
-        "{arch}: logits of row {} differ by {:.3e} relative (tolerance {TOL})",
+        worst.0 <= tol,
+        "{arch}: logits of row {} differ by {:.3e} relative (tolerance {tol})",
         worst.1,
         worst.0
     );
@@ -137,32 +142,37 @@ fn check(arch: &str, threads: usize) {
     // A cleared sequence starts over: the first prompt row again.
     model.truncate(0, 0).expect("truncate");
     model.forward(0, &prompt[..1], true).expect("restart");
-    assert!(rel_diff(model.logits(0).expect("logits"), row(0)) <= TOL);
+    assert!(rel_diff(model.logits(0).expect("logits"), row(0)) <= tol);
     // Rewinding a recurrent model into the middle is an error, not stale state.
-    if arch != "qwen3moe" {
+    if arch.starts_with("qwen35") {
         model.forward(0, &prompt[1..3], false).expect("prefill");
         assert!(model.truncate(0, 1).is_err());
     }
 }
 
 #[test]
+fn qwen3_matches_transformers() {
+    check("qwen3", 2, TOL_DENSE);
+}
+
+#[test]
 fn qwen3moe_matches_transformers() {
-    check("qwen3moe", 2);
+    check("qwen3moe", 2, TOL);
 }
 
 #[test]
 fn qwen35_matches_transformers() {
-    check("qwen35", 2);
+    check("qwen35", 2, TOL);
 }
 
 #[test]
 fn qwen35moe_matches_transformers() {
-    check("qwen35moe", 1);
+    check("qwen35moe", 1, TOL);
 }
 
 /// Two sequences in one batch, rows interleaved, the second one chunk behind the first (so
 /// their recurrent states and KV differ at every step): each must still match the reference.
-fn batched_two_sequences(arch: &str) {
+fn batched_two_sequences(arch: &str, tol: f64) {
     let r = reference(arch);
     let file = Arc::new(GgufFile::open(data(&format!("{arch}.gguf"))).expect("open model"));
     let backend = Arc::new(CpuBackend::new(2).expect("backend"));
@@ -215,20 +225,25 @@ fn batched_two_sequences(arch: &str) {
         }
     }
     eprintln!("{arch} batched: worst rel diff {worst:.2e}");
-    assert!(worst <= TOL, "{arch}: batched logits differ by {worst:.3e}");
+    assert!(worst <= tol, "{arch}: batched logits differ by {worst:.3e}");
 }
 
 #[test]
 fn qwen35_batched_sequences_match_transformers() {
-    batched_two_sequences("qwen35");
+    batched_two_sequences("qwen35", TOL);
 }
 
 #[test]
 fn qwen35moe_batched_sequences_match_transformers() {
-    batched_two_sequences("qwen35moe");
+    batched_two_sequences("qwen35moe", TOL);
 }
 
 #[test]
 fn qwen3moe_batched_sequences_match_transformers() {
-    batched_two_sequences("qwen3moe");
+    batched_two_sequences("qwen3moe", TOL);
+}
+
+#[test]
+fn qwen3_batched_sequences_match_transformers() {
+    batched_two_sequences("qwen3", TOL_DENSE);
 }
