@@ -358,22 +358,25 @@ pub(crate) fn fold_order(ty: KvType) -> Option<&'static [u8; 64]> {
 /// Decodes one 128-value turbo block straight into its 64-value half form (see `half`), in
 /// the order of [`fold_order`]: `(C[idx_j] + signs_j · C[idx_{j+64}]) · norm`, where `signs`
 /// is already in that order. Values `j` and `j + 64` come out at the same position of the two
-/// halves' lookups, so the fold is one FMA per eight outputs.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
+/// halves' lookups, so the fold is one FMA per eight outputs. With `second`, also writes the
+/// fold with `−signs` there (the other head of a packed pair) from the same lookups.
+#[inline(always)]
 unsafe fn decode_fold_turbo(
     ty: KvType,
     block: &[u8],
     planes: &[__m256i; 4],
     signs: &[f32; 64],
-    dst: &mut [f32],
+    first: &mut [f32],
+    second: Option<&mut [f32]>,
 ) {
-    assert!(block.len() >= ty.block_bytes() && dst.len() >= 64);
+    assert!(block.len() >= ty.block_bytes() && first.len() >= 64);
+    assert!(second.as_ref().is_none_or(|d| d.len() >= 64));
     let b = block.as_ptr();
     let norm = _mm256_set1_ps(f16_at(b));
     let lo = turbo_half_indices(ty, b, 0);
     let hi = turbo_half_indices(ty, b, 1);
-    let y = dst.as_mut_ptr();
+    let y = first.as_mut_ptr();
+    let y2 = second.map(|d| d.as_mut_ptr());
     for r in 0..2 {
         let l = lookup32(lo[r], planes);
         let h = lookup32(hi[r], planes);
@@ -384,6 +387,11 @@ unsafe fn decode_fold_turbo(
                 y.add(k),
                 _mm256_mul_ps(_mm256_fmadd_ps(s, h[m], l[m]), norm),
             );
+            if let Some(y2) = y2 {
+                // −s·h + l rounds once, exactly as fmadd(−s, h, l).
+                let v = _mm256_fnmadd_ps(s, h[m], l[m]);
+                _mm256_storeu_ps(y2.add(k), _mm256_mul_ps(v, norm));
+            }
         }
     }
 }
@@ -553,6 +561,7 @@ impl RowOps for Avx2 {
                         &planes,
                         signs,
                         &mut dst[r * pitch..r * pitch + 64],
+                        None,
                     );
                 }
             }};
@@ -564,6 +573,45 @@ impl RowOps for Avx2 {
             _ => {
                 Self::decode_rows(ty, src, row_bytes, n, dst, pitch);
                 Self::fold_rows(dst, n, pitch, signs);
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn decode_fold_pair_rows(
+        ty: KvType,
+        src: &[u8],
+        row_bytes: usize,
+        n: usize,
+        first: &mut [f32],
+        second: &mut [f32],
+        pitch: usize,
+        signs: &[f32; 64],
+    ) {
+        macro_rules! rows {
+            ($t:expr) => {{
+                let planes = turbo_planes($t);
+                for r in 0..n {
+                    decode_fold_turbo(
+                        $t,
+                        &src[r * row_bytes..(r + 1) * row_bytes],
+                        &planes,
+                        signs,
+                        &mut first[r * pitch..r * pitch + 64],
+                        Some(&mut second[r * pitch..r * pitch + 64]),
+                    );
+                }
+            }};
+        }
+        match ty {
+            KvType::Turbo2 => rows!(KvType::Turbo2),
+            KvType::Turbo3 => rows!(KvType::Turbo3),
+            KvType::Turbo4 => rows!(KvType::Turbo4),
+            _ => {
+                Self::decode_fold_rows(ty, src, row_bytes, n, first, pitch, signs);
+                let neg = signs.map(|s| -s);
+                Self::decode_fold_rows(ty, src, row_bytes, n, second, pitch, &neg);
             }
         }
     }
@@ -827,6 +875,54 @@ mod tests {
             unsafe {
                 Scalar::decode_fold_rows(ty, &bytes, row_bytes, n, &mut want, pitch, &signs);
                 Avx2::decode_fold_rows(ty, &bytes, row_bytes, n, &mut got, pitch, &permuted);
+            }
+            // The pair decoder: the same fold, and the fold with negated signs, bit for bit.
+            let neg = signs.map(|s| -s);
+            let mut want_neg = vec![0.0f32; n * pitch];
+            let (mut first, mut second) = (vec![0.0f32; n * pitch], vec![0.0f32; n * pitch]);
+            let mut got_neg = vec![0.0f32; n * pitch];
+            unsafe {
+                Scalar::decode_fold_rows(ty, &bytes, row_bytes, n, &mut want_neg, pitch, &neg);
+                Avx2::decode_fold_pair_rows(
+                    ty,
+                    &bytes,
+                    row_bytes,
+                    n,
+                    &mut first,
+                    &mut second,
+                    pitch,
+                    &permuted,
+                );
+                let neg_permuted = permuted.map(|s| -s);
+                Avx2::decode_fold_rows(
+                    ty,
+                    &bytes,
+                    row_bytes,
+                    n,
+                    &mut got_neg,
+                    pitch,
+                    &neg_permuted,
+                );
+            }
+            for r in 0..n {
+                for (p, &j) in order.iter().enumerate() {
+                    let at = r * pitch + p;
+                    assert_eq!(
+                        first[at].to_bits(),
+                        got[at].to_bits(),
+                        "{ty} pair first {r} {p}"
+                    );
+                    assert_eq!(
+                        second[at].to_bits(),
+                        got_neg[at].to_bits(),
+                        "{ty} pair second {r} {p}"
+                    );
+                    let w = want_neg[r * pitch + j as usize];
+                    assert!(
+                        (second[at] - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                        "{ty} pair {r} {j}"
+                    );
+                }
             }
             for r in 0..n {
                 for (p, &j) in order.iter().enumerate() {

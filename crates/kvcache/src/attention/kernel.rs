@@ -33,6 +33,8 @@ pub(crate) struct Job<'a> {
     pub(crate) window: Option<usize>,
     /// Query heads per KV head.
     pub(crate) group: usize,
+    /// KV heads per unit (see `Plan`).
+    pub(crate) kv_per_unit: usize,
     /// Query heads per unit, head chunks per KV head, rows per tile, splits per unit.
     pub(crate) plan_heads: usize,
     pub(crate) head_chunks: usize,
@@ -53,29 +55,34 @@ pub(crate) struct Job<'a> {
     pub(crate) partials: SharedMut,
 }
 
-/// The rows, heads and KV head of one unit.
+/// The rows, heads and KV heads of one unit.
 struct Unit {
     r0: usize,
     r1: usize,
     h0: usize,
     h1: usize,
-    kv_head: usize,
+    /// KV heads `kv0..kv1` (one, or a pair that shares decoded groups).
+    kv0: usize,
+    kv1: usize,
 }
 
 impl Job<'_> {
     fn unit(&self, unit: usize) -> Unit {
         let nkv = self.cache.config().n_kv_heads;
+        let kv_units = nkv.div_ceil(self.kv_per_unit);
         let hc = unit % self.head_chunks;
-        let kv_head = (unit / self.head_chunks) % nkv;
-        let tile = unit / self.head_chunks / nkv;
+        let kv0 = (unit / self.head_chunks) % kv_units * self.kv_per_unit;
+        let kv1 = (kv0 + self.kv_per_unit).min(nkv);
+        let tile = unit / self.head_chunks / kv_units;
         let r0 = tile * self.tile;
-        let h0 = kv_head * self.group + hc * self.plan_heads;
+        let h0 = kv0 * self.group + hc * self.plan_heads;
         Unit {
             r0,
             r1: (r0 + self.tile).min(self.input.tokens.len()),
             h0,
-            h1: (h0 + self.plan_heads).min((kv_head + 1) * self.group),
-            kv_head,
+            h1: (h0 + self.plan_heads).min(kv1 * self.group),
+            kv0,
+            kv1,
         }
     }
 
@@ -183,19 +190,42 @@ impl Job<'_> {
         let centroids = turbo_centroids(kty);
         let nc = centroids.len();
         let table_k = kty.is_turbo() && O::TURBO_K_TABLE && !self.fold_k;
-        let (k_row, k_off) = layout.k_place(u.kv_head);
-        let (v_row, v_off) = layout.v_place(u.kv_head);
+        // The unit's KV heads ("slots"): the stored row and value offset of each, per side.
+        let nslots = u.kv1 - u.kv0;
+        let k_place: [(usize, usize); 2] =
+            std::array::from_fn(|s| layout.k_place((u.kv0 + s).min(u.kv1 - 1)));
+        let v_place: [(usize, usize); 2] =
+            std::array::from_fn(|s| layout.v_place((u.kv0 + s).min(u.kv1 - 1)));
+        // The slot of each query vector (`v = ri · nh + hi`).
+        let slot_of = |v: usize| (u.h0 + v % nh) / self.group - u.kv0;
+        // Two folded heads in the two halves of one stored row: decode it once for both.
+        let shares_row = |fold: bool, place: &[(usize, usize); 2]| {
+            fold && nslots == 2 && place[0].0 == place[1].0 && place[0].1 == 0
+        };
+        let (k_pair, v_pair) = (
+            shares_row(self.fold_k, &k_place),
+            shares_row(self.fold_v, &v_place),
+        );
         // Widths of the query vectors and accumulators: 64 for folded halves.
         let qk_len = if self.fold_k { HALF } else { pk };
         let acc_len = if self.fold_v { HALF } else { pv };
-        let mut k_signs = half::fold_signs(k_off);
-        let mut v_signs = half::fold_signs(v_off);
-        if let Some(order) = self.k_order {
-            half::permute(&mut k_signs, order);
-        }
-        if let Some(order) = self.v_order {
-            half::permute(&mut v_signs, order);
-        }
+        let signs = |off: usize, order: Option<&[u8; HALF]>| {
+            let mut s = half::fold_signs(off);
+            if let Some(order) = order {
+                half::permute(&mut s, order);
+            }
+            s
+        };
+        // A pair's second head (offset 64) has the negated signs of its first: the pair
+        // decoders take the first's.
+        let k_signs = [
+            signs(k_place[0].1, self.k_order),
+            signs(k_place[1].1, self.k_order),
+        ];
+        let v_signs = [
+            signs(v_place[0].1, self.v_order),
+            signs(v_place[1].1, self.v_order),
+        ];
 
         let (qs, rest) = scratch.split_at_mut(vecs * pk);
         let (tables, rest) = rest.split_at_mut(vecs * table_len);
@@ -203,8 +233,10 @@ impl Job<'_> {
         let (accs, rest) = rest.split_at_mut(vecs * pv);
         let (maxes, rest) = rest.split_at_mut(vecs);
         let (sums, rest) = rest.split_at_mut(vecs);
-        let (kbuf, rest) = rest.split_at_mut(KB * pk);
-        let vbuf = &mut rest[..KB * pv];
+        // One block of decoded rows per slot.
+        let (kbuf, rest) = rest.split_at_mut(self.kv_per_unit * KB * pk);
+        let vbuf = &mut rest[..self.kv_per_unit * KB * pv];
+        let (kb, vb) = (KB * pk, KB * pv);
 
         // Key range of each row, and of the run.
         let lo_of = |pos: usize| match self.window {
@@ -235,6 +267,7 @@ impl Job<'_> {
                 let v = ri * nh + hi;
                 let row = a + ri;
                 let head = u.h0 + hi;
+                let k_off = k_place[slot_of(v)].1;
                 let q = &self.input.q[(row * self.input.n_heads + head) * dk..][..dk];
                 let qp = &mut qs[v * pk..(v + 1) * pk];
                 if self.fold_k {
@@ -279,43 +312,66 @@ impl Job<'_> {
             let slot = t % page_size;
             let len = CHUNK.min(page_size - slot).min(k_end - t);
             let page = cache.page_for(self.input.layer, seq, t);
-            let kbase = layout.k_block(self.layer_off, page, k_row) + slot * khb;
-            let vbase = layout.v_block(self.layer_off, page, v_row) + slot * vhb;
+            let kbase: [usize; 2] = std::array::from_fn(|s| {
+                layout.k_block(self.layer_off, page, k_place[s].0) + slot * khb
+            });
+            let vbase: [usize; 2] = std::array::from_fn(|s| {
+                layout.v_block(self.layer_off, page, v_place[s].0) + slot * vhb
+            });
 
             // Scores of this chunk for every query vector, KB keys at a time.
             for j in (0..len).step_by(KB) {
                 let nb = KB.min(len - j);
                 if table_k {
                     for jj in j..j + nb {
-                        let kbytes = &data[kbase + jj * khb..][..khb];
                         for v in 0..nv {
                             scores[v * CHUNK + jj] = 0.0;
                         }
-                        for (g, block) in kbytes.chunks_exact(kty.block_bytes()).enumerate() {
-                            let norm = turbo_indices(kty, block, &mut idx);
-                            for v in 0..nv {
-                                let table = &tables[v * table_len + g * QK_TURBO * nc..];
-                                let mut s = 0.0f32;
-                                for (e, &ix) in idx.iter().enumerate() {
-                                    s += table[e * nc + ix as usize];
+                        for (s, &base) in kbase[..nslots].iter().enumerate() {
+                            let kbytes = &data[base + jj * khb..][..khb];
+                            for (g, block) in kbytes.chunks_exact(kty.block_bytes()).enumerate() {
+                                let norm = turbo_indices(kty, block, &mut idx);
+                                for v in (0..nv).filter(|&v| slot_of(v) == s) {
+                                    let table = &tables[v * table_len + g * QK_TURBO * nc..];
+                                    let mut sum = 0.0f32;
+                                    for (e, &ix) in idx.iter().enumerate() {
+                                        sum += table[e * nc + ix as usize];
+                                    }
+                                    scores[v * CHUNK + jj] += norm * sum;
                                 }
-                                scores[v * CHUNK + jj] += norm * s;
                             }
                         }
                     }
                 } else {
-                    let src = &data[kbase + j * khb..];
-                    if self.fold_k {
-                        O::decode_fold_rows(kty, src, khb, nb, kbuf, pk, &k_signs);
+                    if k_pair {
+                        let (first, second) = kbuf.split_at_mut(kb);
+                        let src = &data[kbase[0] + j * khb..];
+                        O::decode_fold_pair_rows(kty, src, khb, nb, first, second, pk, &k_signs[0]);
                     } else {
-                        O::decode_rows(kty, src, khb, nb, kbuf, pk);
+                        for s in 0..nslots {
+                            let src = &data[kbase[s] + j * khb..];
+                            let dst = &mut kbuf[s * kb..(s + 1) * kb];
+                            if self.fold_k {
+                                O::decode_fold_rows(kty, src, khb, nb, dst, pk, &k_signs[s]);
+                            } else {
+                                O::decode_rows(kty, src, khb, nb, dst, pk);
+                            }
+                        }
                     }
                     // Rows past the chunk's end score garbage that is masked below; keep them
                     // finite.
-                    kbuf[nb * pk..].fill(0.0);
+                    for s in 0..nslots {
+                        kbuf[s * kb + nb * pk..(s + 1) * kb].fill(0.0);
+                    }
                     for v in 0..nv {
+                        let s = slot_of(v);
                         let out = &mut scores[v * CHUNK + j..v * CHUNK + j + KB];
-                        O::dot_block(&qs[v * pk..v * pk + qk_len], kbuf, pk, out);
+                        O::dot_block(
+                            &qs[v * pk..v * pk + qk_len],
+                            &kbuf[s * kb..(s + 1) * kb],
+                            pk,
+                            out,
+                        );
                     }
                 }
             }
@@ -361,17 +417,34 @@ impl Job<'_> {
                 if (0..nv).all(|v| weight(v).iter().all(|&p| p == 0.0)) {
                     continue;
                 }
-                let src = &data[vbase + j * vhb..];
-                if self.fold_v {
-                    O::decode_fold_rows(vty, src, vhb, nb, vbuf, pv, &v_signs);
+                if v_pair {
+                    let (first, second) = vbuf.split_at_mut(vb);
+                    let src = &data[vbase[0] + j * vhb..];
+                    O::decode_fold_pair_rows(vty, src, vhb, nb, first, second, pv, &v_signs[0]);
                 } else {
-                    O::decode_rows(vty, src, vhb, nb, vbuf, pv);
+                    for s in 0..nslots {
+                        let src = &data[vbase[s] + j * vhb..];
+                        let dst = &mut vbuf[s * vb..(s + 1) * vb];
+                        if self.fold_v {
+                            O::decode_fold_rows(vty, src, vhb, nb, dst, pv, &v_signs[s]);
+                        } else {
+                            O::decode_rows(vty, src, vhb, nb, dst, pv);
+                        }
+                    }
                 }
-                vbuf[nb * pv..].fill(0.0);
+                for s in 0..nslots {
+                    vbuf[s * vb + nb * pv..(s + 1) * vb].fill(0.0);
+                }
                 for v in 0..nv {
                     let p = weight(v);
                     if p.iter().any(|&x| x != 0.0) {
-                        O::axpy_block(&mut accs[v * pv..v * pv + acc_len], p, vbuf, pv);
+                        let s = slot_of(v);
+                        O::axpy_block(
+                            &mut accs[v * pv..v * pv + acc_len],
+                            p,
+                            &vbuf[s * vb..(s + 1) * vb],
+                            pv,
+                        );
                     }
                 }
             }

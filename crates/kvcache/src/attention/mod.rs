@@ -158,7 +158,11 @@ impl AttentionShape {
 /// How a call's work is cut into items; a function of the shape only.
 #[derive(Clone, Copy, Debug)]
 struct Plan {
-    /// Query heads per unit (the last chunk of a KV head's group may have fewer).
+    /// KV heads per unit: 2 where 64-wide turbo heads can share one decoded group (see
+    /// `kv_per_unit`), else 1.
+    kv_per_unit: usize,
+    /// Query heads per unit (the last chunk of a KV head's group, or a lone last KV head of a
+    /// pair, may have fewer).
     heads: usize,
     /// Head chunks per KV head.
     head_chunks: usize,
@@ -183,6 +187,20 @@ fn folds(ty: KvType, head_dim: usize) -> bool {
     ty.is_turbo() && head_dim == half::HALF
 }
 
+/// KV heads one unit serves. Two 64-wide turbo heads packed into one group (`layout`) decode
+/// from the same bytes: a unit serving both KV heads decodes each group once and folds it both
+/// ways (`RowOps::decode_fold_pair_rows`), instead of two units decoding it once each. Decided
+/// from the shape alone (the workspace formula has no layout); on an unpacked cache a pair
+/// unit decodes its two rows separately, as two units would.
+fn kv_per_unit(shape: &AttentionShape, group: usize) -> usize {
+    let folded = folds(shape.k_type, shape.head_dim_k) || folds(shape.v_type, shape.head_dim_v);
+    if folded && shape.n_kv_heads >= 2 && 2 * group <= MAX_HEADS {
+        2
+    } else {
+        1
+    }
+}
+
 impl Plan {
     fn new(shape: &AttentionShape, n_rows: usize) -> Result<Plan> {
         let (nkv, n_heads) = (shape.n_kv_heads, shape.n_heads);
@@ -192,10 +210,11 @@ impl Plan {
             )));
         }
         let group = n_heads / nkv;
-        let heads = group.min(MAX_HEADS);
+        let kv_per_unit = kv_per_unit(shape, group);
+        let heads = (group * kv_per_unit).min(MAX_HEADS);
         let head_chunks = group.div_ceil(heads);
         let tile = (MAX_VECS / heads).clamp(1, n_rows.max(1));
-        let n_units = n_rows.div_ceil(tile) * nkv * head_chunks;
+        let n_units = n_rows.div_ceil(tile) * nkv.div_ceil(kv_per_unit) * head_chunks;
         let workers = shape.n_workers.max(1);
         let splits = if n_units >= workers {
             1
@@ -214,6 +233,7 @@ impl Plan {
             0
         };
         Ok(Plan {
+            kv_per_unit,
             heads,
             head_chunks,
             tile,
@@ -234,9 +254,10 @@ impl Plan {
 
     /// Per-worker scratch: queries (vecs × pk) | tables (vecs × table_len) | scores
     /// (vecs × CHUNK) | accumulators (vecs × pv) | max (vecs) | sum (vecs) | a block of
-    /// decoded K rows (KB × pk) | a block of decoded V rows (KB × pv).
+    /// decoded K rows (KB × pk) per KV head of the unit | the same of V rows (KB × pv).
     fn worker_floats(&self) -> usize {
-        self.vecs() * (self.pk + self.table_len + CHUNK + self.pv + 2) + KB * (self.pk + self.pv)
+        self.vecs() * (self.pk + self.table_len + CHUNK + self.pv + 2)
+            + self.kv_per_unit * KB * (self.pk + self.pv)
     }
 
     /// Floats of one partial result: max, sum, unnormalized output.
@@ -403,6 +424,7 @@ impl KvCache {
             layer_off,
             window,
             group: input.n_heads / c.n_kv_heads,
+            kv_per_unit: plan.kv_per_unit,
             plan_heads: plan.heads,
             head_chunks: plan.head_chunks,
             tile: plan.tile,

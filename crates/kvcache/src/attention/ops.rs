@@ -58,6 +58,23 @@ pub(crate) trait RowOps {
         Self::decode_rows(ty, src, row_bytes, n, dst, pitch);
         Self::fold_rows(dst, n, pitch, signs);
     }
+    /// `decode_fold_rows` of the same stored rows for the two heads of a packed pair: `first`
+    /// (the head at offset 0) with `signs`, `second` (the head at offset 64) with `−signs`,
+    /// which are its fold signs. Paths that can decode once and fold twice override this.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn decode_fold_pair_rows(
+        ty: KvType,
+        src: &[u8],
+        row_bytes: usize,
+        n: usize,
+        first: &mut [f32],
+        second: &mut [f32],
+        pitch: usize,
+        signs: &[f32; 64],
+    ) {
+        Self::decode_fold_rows(ty, src, row_bytes, n, first, pitch, signs);
+        Self::decode_fold_rows(ty, src, row_bytes, n, second, pitch, &signs.map(|s| -s));
+    }
     /// `out[j] = Σ_d q[d] · k[j·pitch + d]` for the `KB` rows of `k`.
     unsafe fn dot_block(q: &[f32], k: &[f32], pitch: usize, out: &mut [f32]);
     /// `acc[d] += Σ_j p[j] · v[j·pitch + d]` over the `KB` rows of `v`.
