@@ -3,7 +3,8 @@
 #
 #   scripts/fetch-models.sh [default|fixtures|all]
 #     default   SmolLM2-135M-Instruct Q4_1 (the default model)            -> models/
-#     fixtures  llama.cpp vocab files + chat templates, botchan.txt        -> fixtures/
+#     fixtures  llama.cpp vocab files + chat templates, botchan.txt,
+#               enwiki.txt (Wikipedia prose for perplexity)                -> fixtures/
 #     all       both, plus Qwen2.5-Coder-0.5B-Instruct and Gemma 3 270M    -> models/
 #
 # Idempotent: a file whose sha256 already matches is left alone. Downloads are cached in
@@ -109,6 +110,23 @@ fixtures() {
   else
     echo "ok  $fx/botchan.txt"
   fi
+  wikitext
+}
+
+wikitext() { # fixtures/enwiki.txt: gensim's shortened Wikipedia dump, markup stripped (ASSETS.md)
+  local fx=$root/fixtures out=$root/fixtures/enwiki.txt
+  local sha=0fa8777223698832867df290a1e1967d0b1cf658935c3fa3474893f7aac39ca7
+  have "$out" "$sha" && { echo "ok  $out"; return; }
+  local whl
+  whl=$(fetch gensim 4.4.0 wheel "$cache")
+  unzip_member "$whl" \
+    gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2 \
+    "$cache/enwiki-shortened.xml.bz2"
+  check "$cache/enwiki-shortened.xml.bz2" a53f4648dec40467ebdcbc7a1307eddb51fe6e28e9309f6ebde81ba0d04bea2d
+  "$py" "$root/scripts/reference/wiki_plaintext.py" "$cache/enwiki-shortened.xml.bz2" "$out.part"
+  mv "$out.part" "$out"
+  check "$out" "$sha"
+  echo "got $out"
 }
 
 case "$what" in

@@ -7,8 +7,13 @@ For each prompt (raw completion, no BOS unless the model's metadata adds one, gr
 the generated token ids, text, and for every step the chosen token's log-prob and the top
 N_TOP alternatives. A prompt prefixed with "chat:" is sent as one user message through the
 model's chat template instead. Output: one JSON object {"model": ..., "runs": [...]}.
+
+Environment (for measuring llama.cpp against itself, see compare_golden.py):
+  LLAMACPP_FLASH_ATTN=on|off|auto   flash attention (default auto: on for the CPU)
+  LLAMACPP_NO_REPACK=1              no repacked weight layouts (CPU "extra" buffer types)
 """
 import json
+import os
 import sys
 
 import xllamacpp as xlc
@@ -25,6 +30,14 @@ def main():
     # xllamacpp slows down 25x with 2 threads on 2-core machines (ASSETS.md).
     p.cpuparams.n_threads = 1
     p.cpuparams_batch.n_threads = 1
+    fa = os.environ.get("LLAMACPP_FLASH_ATTN", "auto")
+    p.flash_attn_type = {
+        "on": xlc.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        "off": xlc.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        "auto": xlc.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    }[fa]
+    if os.environ.get("LLAMACPP_NO_REPACK") == "1":
+        p.no_extra_bufts = True
     server = xlc.Server(p)
     runs = []
     for prompt in prompts:

@@ -7,11 +7,24 @@
 //!
 //! Rules: the first greedy token must equal llama.cpp's, and every later one too until a step
 //! where llama.cpp's own top two are within [`NEAR_TIE`] nat (there rounding may legitimately
-//! pick the other one and the runs part). At every matching step each of llama.cpp's top-5
-//! tokens must have our log-prob within [`tolerance`] of llama.cpp's. Both engines quantize
-//! activations to 8 bits in the matmuls, not identically, and llama.cpp runs attention with f16
-//! queries and probabilities; measured on these models, likely tokens (p > 0.3) differ by at
-//! most 0.09 nat (mean 0.02), unlikely ones more, so the bound grows with |log p|.
+//! pick the other one and the runs part). Then, on llama.cpp's top-3 tokens of the first 5
+//! steps (issue 4's check): every token llama.cpp gives p > 0.3 within [`ISSUE_TOL`] nat, and
+//! the mean |difference| over all of them within [`ISSUE_TOL`]. At every matching step each of
+//! llama.cpp's top-5 tokens must also be within [`tolerance`].
+//!
+//! Why unlikely tokens get a wider per-token bound than the issue's 0.15 nat: both engines
+//! quantize every matmul input to 8 bits, so the logits are a discontinuous function of every
+//! rounding before them; any change at the last-bit level (summation order, f16 vs f32 in
+//! attention) flips some activation roundings and moves unlikely tokens by tenths of a nat.
+//! llama.cpp shows it against itself (`scripts/reference/compare_golden.py` on
+//! `llamacpp_golden.py` runs with `LLAMACPP_FLASH_ATTN=off` or `LLAMACPP_NO_REPACK=1`, the
+//! same quantized values through another kernel): its top-3 of the first 5 steps move by up
+//! to 0.40 nat (SmolLM2 chat, flash attention off) and 0.34 nat (gemma-3, repacked Q4_K off),
+//! means up to 0.13 nat, tokens with p > 0.3 by at most 0.145. turbine sits inside that spread:
+//! max 0.40, mean ≤ 0.11, p > 0.3 at most 0.124 (2026-11-27). So does turbine against itself:
+//! scoring its f16 attention one key at a time instead of in chunks (same f32 math, other
+//! rounding) moves the same log-probs by up to 0.32 nat. Only a bit-exact reproduction of every
+//! ggml kernel would meet 0.15 on every unlikely token.
 
 mod common;
 
@@ -23,15 +36,19 @@ use text::tokenizer::Tokenizer;
 
 const NEAR_TIE: f64 = 0.3;
 
-/// Allowed |our log-prob − llama.cpp's| for a token llama.cpp gives log-prob `lp`:
-/// 0.25 nat for likely tokens, growing by 0.08 per nat of improbability. The floor covers
-/// float summation order alone: changing only the order in which the AVX2 q5_0/q8_0 kernels
-/// add exact per-block integer sums (same values, different rounding) moves gemma-3's
-/// p ≈ 0.06–0.15 tokens by up to 0.13 nat (measured); likely tokens keep the tight mean
-/// bound below.
+/// Allowed |our log-prob − llama.cpp's| for any top-5 token llama.cpp gives log-prob `lp`:
+/// 0.25 nat, growing by 0.08 per nat of improbability (llama.cpp's own spread, above).
 fn tolerance(lp: f64) -> f64 {
     0.25 + 0.08 * lp.abs()
 }
+
+/// Issue 4: top-3 log-probs of the first 5 steps within 0.15 nat (per token for p > 0.3, and
+/// as the mean over all of them).
+const ISSUE_TOL: f64 = 0.15;
+const ISSUE_STEPS: usize = 5;
+const ISSUE_TOP: usize = 3;
+/// log(0.3): tokens above it are "likely".
+const LIKELY_LP: f64 = -1.2039728043259361;
 
 /// Bound on the mean |difference| over tokens llama.cpp gives p > 0.3.
 const LIKELY_MEAN_TOL: f64 = 0.05;
@@ -115,6 +132,7 @@ fn check_model(model: &str) {
         m.forward(0, &ids, false).unwrap();
         let mut matched = 0;
         let mut worst = 0.0f64;
+        let (mut issue_sum, mut issue_n, mut issue_max) = (0.0f64, 0usize, 0.0f64);
         let (mut likely_sum, mut likely_n) = (0.0f64, 0usize);
         for (step, &w) in want.iter().enumerate() {
             let lp = log_softmax(m.logits(0).unwrap());
@@ -127,12 +145,29 @@ fn check_model(model: &str) {
                 );
                 break;
             }
-            for &(id, want_lp) in &top[step] {
+            for (rank, &(id, want_lp)) in top[step].iter().enumerate() {
                 let d = (lp[id] - want_lp).abs();
                 worst = worst.max(d);
-                if want_lp > 0.3f64.ln() {
+                if std::env::var_os("GOLDEN_DETAIL").is_some() {
+                    eprintln!(
+                        "  step {step} rank {rank} id {id}: ours {:.4} llama.cpp {want_lp:.4} diff {:+.4}",
+                        lp[id],
+                        lp[id] - want_lp
+                    );
+                }
+                if want_lp > LIKELY_LP {
                     likely_sum += d;
                     likely_n += 1;
+                }
+                if rank < ISSUE_TOP && step < ISSUE_STEPS {
+                    issue_sum += d;
+                    issue_n += 1;
+                    issue_max = issue_max.max(d);
+                    assert!(
+                        want_lp <= LIKELY_LP || d < ISSUE_TOL,
+                        "{model} {prompt:?} step {step} token {id} (p > 0.3): log-prob {:.3}, llama.cpp {want_lp:.3} (issue bound {ISSUE_TOL})",
+                        lp[id]
+                    );
                 }
                 assert!(
                     d < tolerance(want_lp),
@@ -144,9 +179,14 @@ fn check_model(model: &str) {
             m.forward(0, &[w], false).unwrap();
         }
         let likely_mean = likely_sum / likely_n.max(1) as f64;
+        let issue_mean = issue_sum / issue_n.max(1) as f64;
         eprintln!(
-            "{model} {prompt:?}: {matched}/{} tokens match, worst top-5 log-prob diff {worst:.3}, mean on likely tokens {likely_mean:.3}",
+            "{model} {prompt:?}: {matched}/{} tokens match, worst top-5 log-prob diff {worst:.3}, top-3 of first 5 steps max {issue_max:.3} mean {issue_mean:.3}, mean on likely tokens {likely_mean:.3}",
             want.len()
+        );
+        assert!(
+            issue_mean < ISSUE_TOL,
+            "{model} {prompt:?}: mean top-3 log-prob diff over the first {ISSUE_STEPS} steps {issue_mean:.3} (issue bound {ISSUE_TOL})"
         );
         assert!(
             likely_mean < LIKELY_MEAN_TOL,
