@@ -396,6 +396,46 @@ unsafe fn decode_fold_turbo(
     }
 }
 
+/// [`decode_fold_turbo`] over `n` stored rows (`row_bytes` apart), row `r` to
+/// `first[r·pitch..]` (and `second`'s); false, writing nothing, if `ty` is not a turbo type.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn fold_turbo_rows(
+    ty: KvType,
+    src: &[u8],
+    row_bytes: usize,
+    n: usize,
+    first: &mut [f32],
+    mut second: Option<&mut [f32]>,
+    pitch: usize,
+    signs: &[f32; 64],
+) -> bool {
+    // One match per block of rows: each arm's loop is specialized to its type.
+    macro_rules! rows {
+        ($t:expr) => {{
+            let planes = turbo_planes($t);
+            for r in 0..n {
+                let at = r * pitch..r * pitch + 64;
+                decode_fold_turbo(
+                    $t,
+                    &src[r * row_bytes..(r + 1) * row_bytes],
+                    &planes,
+                    signs,
+                    &mut first[at.clone()],
+                    second.as_deref_mut().map(|d| &mut d[at]),
+                );
+            }
+        }};
+    }
+    match ty {
+        KvType::Turbo2 => rows!(KvType::Turbo2),
+        KvType::Turbo3 => rows!(KvType::Turbo3),
+        KvType::Turbo4 => rows!(KvType::Turbo4),
+        _ => return false,
+    }
+    true
+}
+
 /// Decodes one stored head row; `src` and `dst` hold exactly one row.
 #[inline(always)]
 unsafe fn decode_row(ty: KvType, src: &[u8], dst: &mut [f32]) {
@@ -551,29 +591,9 @@ impl RowOps for Avx2 {
         pitch: usize,
         signs: &[f32; 64],
     ) {
-        macro_rules! rows {
-            ($t:expr) => {{
-                let planes = turbo_planes($t);
-                for r in 0..n {
-                    decode_fold_turbo(
-                        $t,
-                        &src[r * row_bytes..(r + 1) * row_bytes],
-                        &planes,
-                        signs,
-                        &mut dst[r * pitch..r * pitch + 64],
-                        None,
-                    );
-                }
-            }};
-        }
-        match ty {
-            KvType::Turbo2 => rows!(KvType::Turbo2),
-            KvType::Turbo3 => rows!(KvType::Turbo3),
-            KvType::Turbo4 => rows!(KvType::Turbo4),
-            _ => {
-                Self::decode_rows(ty, src, row_bytes, n, dst, pitch);
-                Self::fold_rows(dst, n, pitch, signs);
-            }
+        if !fold_turbo_rows(ty, src, row_bytes, n, dst, None, pitch, signs) {
+            Self::decode_rows(ty, src, row_bytes, n, dst, pitch);
+            Self::fold_rows(dst, n, pitch, signs);
         }
     }
 
@@ -589,30 +609,11 @@ impl RowOps for Avx2 {
         pitch: usize,
         signs: &[f32; 64],
     ) {
-        macro_rules! rows {
-            ($t:expr) => {{
-                let planes = turbo_planes($t);
-                for r in 0..n {
-                    decode_fold_turbo(
-                        $t,
-                        &src[r * row_bytes..(r + 1) * row_bytes],
-                        &planes,
-                        signs,
-                        &mut first[r * pitch..r * pitch + 64],
-                        Some(&mut second[r * pitch..r * pitch + 64]),
-                    );
-                }
-            }};
-        }
-        match ty {
-            KvType::Turbo2 => rows!(KvType::Turbo2),
-            KvType::Turbo3 => rows!(KvType::Turbo3),
-            KvType::Turbo4 => rows!(KvType::Turbo4),
-            _ => {
-                Self::decode_fold_rows(ty, src, row_bytes, n, first, pitch, signs);
-                let neg = signs.map(|s| -s);
-                Self::decode_fold_rows(ty, src, row_bytes, n, second, pitch, &neg);
-            }
+        let second_out = Some(&mut *second);
+        if !fold_turbo_rows(ty, src, row_bytes, n, first, second_out, pitch, signs) {
+            // Only turbo heads fold; kept correct for any type all the same.
+            Self::decode_fold_rows(ty, src, row_bytes, n, first, pitch, signs);
+            Self::decode_fold_rows(ty, src, row_bytes, n, second, pitch, &signs.map(|s| -s));
         }
     }
 
@@ -638,12 +639,15 @@ impl RowOps for Avx2 {
         let n = q.len();
         assert!(k.len() >= (KB - 1) * pitch + n && out.len() >= KB);
         let (pq, pk) = (q.as_ptr(), k.as_ptr());
+        // One pointer per row, so the loop indexes each with the column alone (no per-row
+        // address arithmetic).
+        let rows: [*const f32; KB] = std::array::from_fn(|j| pk.add(j * pitch));
         let mut acc = [_mm256_setzero_ps(); KB];
         let mut d = 0;
         while d + 8 <= n {
             let qv = _mm256_loadu_ps(pq.add(d));
-            for (j, a) in acc.iter_mut().enumerate() {
-                *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(pk.add(j * pitch + d)), *a);
+            for (a, row) in acc.iter_mut().zip(&rows) {
+                *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(row.add(d)), *a);
             }
             d += 8;
         }

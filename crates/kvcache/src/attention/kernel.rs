@@ -5,9 +5,10 @@ use formats::turbo::{rotate, rotate_inverse, QK_TURBO};
 
 use super::half::{self, HALF};
 use super::ops::{RowOps, Scalar, KB};
-use super::{AttentionInput, CHUNK, MIN_SPLIT_KEYS};
+use super::{AttentionInput, CHUNK, MAX_VECS, MIN_SPLIT_KEYS};
 use crate::cache::KvCache;
 use crate::codec::{turbo_centroids, turbo_indices};
+use crate::types::KvType;
 
 /// A raw pointer the work items share; each item touches only its own disjoint part.
 #[derive(Clone, Copy)]
@@ -55,6 +56,53 @@ pub(crate) struct Job<'a> {
     pub(crate) partials: SharedMut,
 }
 
+/// How one side (K or V) of a unit's stored rows is decoded.
+struct Side<'a> {
+    ty: KvType,
+    /// Folded to 64-value halves (see `half`).
+    fold: bool,
+    /// The unit's two KV heads share each stored row: decode it once, fold it both ways.
+    pair: bool,
+    row_bytes: usize,
+    /// Floats per decoded row.
+    pitch: usize,
+    /// Fold signs of each slot, in the path's fold order.
+    signs: &'a [[f32; HALF]; 2],
+}
+
+/// Decodes `nb` consecutive stored rows of each slot, starting at `bases[s]` in `data`, into
+/// slot `s`'s block of `KB × pitch` floats in `buf`, once per row for a shared pair. The
+/// block's rows past `nb` become zeros: they are scored or weighted and then masked, so they
+/// must be finite.
+#[inline(always)]
+unsafe fn decode_slots<O: RowOps>(
+    side: &Side,
+    data: &[u8],
+    bases: &[usize],
+    nb: usize,
+    buf: &mut [f32],
+) {
+    let (ty, rb, pitch) = (side.ty, side.row_bytes, side.pitch);
+    let block = KB * pitch;
+    if side.pair {
+        let (first, second) = buf.split_at_mut(block);
+        let src = &data[bases[0]..];
+        O::decode_fold_pair_rows(ty, src, rb, nb, first, second, pitch, &side.signs[0]);
+    } else {
+        for (s, &base) in bases.iter().enumerate() {
+            let dst = &mut buf[s * block..(s + 1) * block];
+            if side.fold {
+                O::decode_fold_rows(ty, &data[base..], rb, nb, dst, pitch, &side.signs[s]);
+            } else {
+                O::decode_rows(ty, &data[base..], rb, nb, dst, pitch);
+            }
+        }
+    }
+    for s in 0..bases.len() {
+        buf[s * block + nb * pitch..(s + 1) * block].fill(0.0);
+    }
+}
+
 /// The rows, heads and KV heads of one unit.
 struct Unit {
     r0: usize,
@@ -83,6 +131,25 @@ impl Job<'_> {
             h1: (h0 + self.plan_heads).min(kv1 * self.group),
             kv0,
             kv1,
+        }
+    }
+
+    /// How the K side (`keys`) or the V side of a unit is decoded.
+    fn side<'a>(&self, keys: bool, pair: bool, signs: &'a [[f32; HALF]; 2]) -> Side<'a> {
+        let layout = self.cache.layout();
+        let c = &layout.config;
+        let (ty, fold, row_bytes, pitch) = if keys {
+            (c.k_type, self.fold_k, layout.k_head_bytes, self.pk)
+        } else {
+            (c.v_type, self.fold_v, layout.v_head_bytes, self.pv)
+        };
+        Side {
+            ty,
+            fold,
+            pair,
+            row_bytes,
+            pitch,
+            signs,
         }
     }
 
@@ -175,7 +242,7 @@ impl Job<'_> {
         let cache = self.cache;
         let layout = cache.layout();
         let c = &layout.config;
-        let (kty, vty) = (c.k_type, c.v_type);
+        let kty = c.k_type;
         let dk = c.head_dim_k;
         let (khb, vhb) = (layout.k_head_bytes, layout.v_head_bytes);
         let page_size = c.page_size;
@@ -196,8 +263,13 @@ impl Job<'_> {
             std::array::from_fn(|s| layout.k_place((u.kv0 + s).min(u.kv1 - 1)));
         let v_place: [(usize, usize); 2] =
             std::array::from_fn(|s| layout.v_place((u.kv0 + s).min(u.kv1 - 1)));
-        // The slot of each query vector (`v = ri · nh + hi`).
-        let slot_of = |v: usize| (u.h0 + v % nh) / self.group - u.kv0;
+        // The slot of each query vector (`v = ri · nh + hi`), computed once: divisions in the
+        // per-block loops cost more than the blocks' bookkeeping.
+        let mut slots = [0usize; MAX_VECS];
+        for (v, s) in slots[..nv].iter_mut().enumerate() {
+            *s = (u.h0 + v % nh) / self.group - u.kv0;
+        }
+        let slot_of = |v: usize| slots[v];
         // Two folded heads in the two halves of one stored row: decode it once for both.
         let shares_row = |fold: bool, place: &[(usize, usize); 2]| {
             fold && nslots == 2 && place[0].0 == place[1].0 && place[0].1 == 0
@@ -343,26 +415,9 @@ impl Job<'_> {
                         }
                     }
                 } else {
-                    if k_pair {
-                        let (first, second) = kbuf.split_at_mut(kb);
-                        let src = &data[kbase[0] + j * khb..];
-                        O::decode_fold_pair_rows(kty, src, khb, nb, first, second, pk, &k_signs[0]);
-                    } else {
-                        for s in 0..nslots {
-                            let src = &data[kbase[s] + j * khb..];
-                            let dst = &mut kbuf[s * kb..(s + 1) * kb];
-                            if self.fold_k {
-                                O::decode_fold_rows(kty, src, khb, nb, dst, pk, &k_signs[s]);
-                            } else {
-                                O::decode_rows(kty, src, khb, nb, dst, pk);
-                            }
-                        }
-                    }
-                    // Rows past the chunk's end score garbage that is masked below; keep them
-                    // finite.
-                    for s in 0..nslots {
-                        kbuf[s * kb + nb * pk..(s + 1) * kb].fill(0.0);
-                    }
+                    let bases = kbase.map(|base| base + j * khb);
+                    let side = self.side(true, k_pair, &k_signs);
+                    decode_slots::<O>(&side, data, &bases[..nslots], nb, kbuf);
                     for v in 0..nv {
                         let s = slot_of(v);
                         let out = &mut scores[v * CHUNK + j..v * CHUNK + j + KB];
@@ -417,24 +472,9 @@ impl Job<'_> {
                 if (0..nv).all(|v| weight(v).iter().all(|&p| p == 0.0)) {
                     continue;
                 }
-                if v_pair {
-                    let (first, second) = vbuf.split_at_mut(vb);
-                    let src = &data[vbase[0] + j * vhb..];
-                    O::decode_fold_pair_rows(vty, src, vhb, nb, first, second, pv, &v_signs[0]);
-                } else {
-                    for s in 0..nslots {
-                        let src = &data[vbase[s] + j * vhb..];
-                        let dst = &mut vbuf[s * vb..(s + 1) * vb];
-                        if self.fold_v {
-                            O::decode_fold_rows(vty, src, vhb, nb, dst, pv, &v_signs[s]);
-                        } else {
-                            O::decode_rows(vty, src, vhb, nb, dst, pv);
-                        }
-                    }
-                }
-                for s in 0..nslots {
-                    vbuf[s * vb + nb * pv..(s + 1) * vb].fill(0.0);
-                }
+                let bases = vbase.map(|base| base + j * vhb);
+                let side = self.side(false, v_pair, &v_signs);
+                decode_slots::<O>(&side, data, &bases[..nslots], nb, vbuf);
                 for v in 0..nv {
                     let p = weight(v);
                     if p.iter().any(|&x| x != 0.0) {
