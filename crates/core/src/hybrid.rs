@@ -29,6 +29,19 @@ pub struct MoeShape {
     pub n_expert_used: usize,
 }
 
+impl MoeParams {
+    /// The shape of a call over `rows` rows of `n_embd`.
+    pub fn shape(&self, rows: usize, n_embd: usize) -> MoeShape {
+        MoeShape {
+            rows,
+            n_embd,
+            n_ff_exp: self.n_ff_exp,
+            n_expert: self.n_expert,
+            n_expert_used: self.n_expert_used,
+        }
+    }
+}
+
 /// The routed experts of one layer, each a 3-D weight `[k, n, n_expert]` in ggml order
 /// (`gate`, `up`: `[n_embd, n_ff_exp, n_expert]`; `down`: `[n_ff_exp, n_embd, n_expert]`).
 pub struct MoeExperts<'a, W> {

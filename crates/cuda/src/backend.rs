@@ -13,17 +13,21 @@ use std::sync::Mutex;
 
 use formats::GgmlType;
 use turbine_core::{
-    AllocationLog, AttnParams, AttnShape, Backend, BufferSpec, CoreError, DeviceMemory,
-    GluActivation, HostBytes, KvSpec, Role, RopeParams, TokenPos, WeightShape,
+    AllocationLog, AttnParams, AttnShape, Backend, BufferSpec, CoreError, DeltaNetParams,
+    DeltaNetWeights, DeviceMemory, GluActivation, HostBytes, KvSpec, MoeExperts, MoeParams,
+    MoeShape, Role, RopeParams, TokenPos, WeightShape,
 };
 
 use crate::attention;
 use crate::buffer::{kv_kernel_suffix, weight_kernel_suffix, CudaBuffer, CudaWeight};
 use crate::compile;
+use crate::delta_net;
 use crate::device::{cuda_err, Arg, Device, DeviceAlloc};
+use crate::gated;
 use crate::gemm;
 use crate::kv::{self, CudaKvCache};
 use crate::matmul;
+use crate::moe;
 
 /// u32 values of the staging buffer (64 KiB).
 pub const STAGING_U32: usize = 16384;
@@ -648,5 +652,74 @@ impl Backend for CudaBackend {
 
     fn host_f32<'a>(&self, _buf: &'a CudaBuffer) -> Option<&'a [f32]> {
         None
+    }
+
+    // ---- hybrid / MoE families: crate::moe, crate::delta_net, crate::gated ----------------
+
+    fn moe_workspace_bytes(&self, shape: &MoeShape) -> u64 {
+        moe::workspace_bytes(shape)
+    }
+
+    fn moe_ffn(
+        &self,
+        x: &CudaBuffer,
+        rows: usize,
+        logits: &CudaBuffer,
+        experts: &MoeExperts<'_, CudaWeight>,
+        params: &MoeParams,
+        out: &mut CudaBuffer,
+        workspace: &mut CudaBuffer,
+        _scratch: &mut CudaBuffer,
+    ) -> Result<(), CoreError> {
+        moe::moe_ffn(self, x, rows, logits, experts, params, out, workspace)
+    }
+
+    fn delta_net(
+        &self,
+        params: &DeltaNetParams,
+        layer: usize,
+        rows: &[TokenPos],
+        weights: &DeltaNetWeights<'_, CudaWeight>,
+        qkv: &mut CudaBuffer,
+        alpha: &CudaBuffer,
+        beta: &CudaBuffer,
+        state: &mut CudaBuffer,
+        out: &mut CudaBuffer,
+    ) -> Result<(), CoreError> {
+        delta_net::delta_net(
+            self, params, layer, rows, weights, qkv, alpha, beta, state, out,
+        )
+    }
+
+    fn recurrent_reset(
+        &self,
+        params: &DeltaNetParams,
+        state: &mut CudaBuffer,
+        seq: usize,
+    ) -> Result<(), CoreError> {
+        delta_net::reset(self, params, state, seq)
+    }
+
+    fn split_q_gate(
+        &self,
+        qg: &CudaBuffer,
+        rows: usize,
+        n_head: usize,
+        head_dim: usize,
+        q: &mut CudaBuffer,
+        gate: &mut CudaBuffer,
+    ) -> Result<(), CoreError> {
+        gated::split_q_gate(&self.dev, qg, rows, n_head, head_dim, q, gate)
+    }
+
+    fn sigmoid_mul(
+        &self,
+        x: &mut CudaBuffer,
+        gate: &CudaBuffer,
+        rows: usize,
+        width: usize,
+        gate_width: usize,
+    ) -> Result<(), CoreError> {
+        gated::sigmoid_mul(&self.dev, x, gate, rows, width, gate_width)
     }
 }

@@ -60,6 +60,27 @@ pub const ATTENTION: KernelSource = KernelSource {
     exact: false,
 };
 
+/// Mixture-of-experts FFN (qwen3moe, qwen35moe).
+pub const MOE: KernelSource = KernelSource {
+    name: "moe",
+    text: include_str!("../kernels/moe.cu"),
+    exact: false,
+};
+/// Gated DeltaNet conv, delta rule and state reset (qwen35, qwen35moe).
+pub const DELTA_NET: KernelSource = KernelSource {
+    name: "delta_net",
+    text: include_str!("../kernels/delta_net.cu"),
+    exact: false,
+};
+/// Query/gate split and sigmoid gates (qwen35, qwen35moe).
+pub const GATED: KernelSource = KernelSource {
+    name: "gated",
+    text: include_str!("../kernels/gated.cu"),
+    exact: false,
+};
+/// The modules of the hybrid and MoE families (also compile without defines).
+pub const HYBRID_MODULES: [KernelSource; 3] = [MOE, DELTA_NET, GATED];
+
 /// Every module that compiles without defines.
 pub const PLAIN_MODULES: [KernelSource; 6] = [MATMUL, GET_ROWS, NORM, ROPE, ELEMENTWISE, KV_STORE];
 

@@ -23,10 +23,13 @@ mod attention;
 mod backend;
 mod buffer;
 pub mod compile;
+mod delta_net;
 mod device;
+mod gated;
 mod gemm;
 pub mod kv;
 mod matmul;
+mod moe;
 
 pub use attention::workspace_bytes as attention_workspace_bytes;
 pub use backend::{CudaBackend, CudaConfig, STAGING_U32};
@@ -35,3 +38,4 @@ pub use device::probe;
 pub use gemm::chunk_rows as gemm_chunk_rows;
 pub use kv::CudaKvCache;
 pub use matmul::MATVEC_MAX_ROWS;
+pub use moe::VEC_MAX_ROWS as MOE_VEC_MAX_ROWS;

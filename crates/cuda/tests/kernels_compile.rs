@@ -1,7 +1,7 @@
 //! Every kernel module compiles with NVRTC for sm_90 (the H100). Needs only libnvrtc, no GPU:
 //! skipped (with a message) where libnvrtc cannot be loaded, as on CI.
 
-use turbine_cuda::compile::{self, ATTENTION, PLAIN_MODULES};
+use turbine_cuda::compile::{self, ATTENTION, HYBRID_MODULES, PLAIN_MODULES};
 use turbine_cuda::kv::KV_TYPES;
 
 fn nvrtc_or_skip() -> bool {
@@ -19,7 +19,7 @@ fn plain_modules_compile_for_sm90() {
     if !nvrtc_or_skip() {
         return;
     }
-    for m in PLAIN_MODULES {
+    for m in PLAIN_MODULES.into_iter().chain(HYBRID_MODULES) {
         let src = compile::full_source(&m, &[]);
         let cubin = compile::compile_cubin(m.name, &src, &compile::options((9, 0), m.exact))
             .unwrap_or_else(|e| panic!("{e}"));

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod hf_ref;
 pub mod hparams;
 pub mod model;
 pub mod plan;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use formats::GgmlType;
 use gguf::GgufFile;
+use models::hf_ref::{self, rel_diff, HfReference};
 use models::{BatchRow, Model, RunConfig};
 use turbine_core::cpu::CpuBackend;
 
@@ -31,118 +32,33 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-struct Reference {
-    tokens: Vec<u32>,
-    n_prompt: usize,
-    n_vocab: usize,
-    logits: Vec<f32>,
-}
-
-fn reference(arch: &str) -> Reference {
-    let f = GgufFile::open(data(&format!("{arch}.ref.gguf"))).expect("open reference");
-    let md = f.metadata();
-    let tokens: Vec<u32> = md
-        .get_i32_array("ref.tokens")
-        .expect("ref.tokens")
-        .iter()
-        .map(|&t| t as u32)
-        .collect();
-    let n_prompt = md.get_u32("ref.n_prompt").expect("ref.n_prompt") as usize;
-    let t = f.tensor("logits").expect("logits tensor");
-    let n_vocab = t.dims[0] as usize;
-    let bytes = f.tensor_data(t);
-    let logits: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    assert_eq!(logits.len(), n_vocab * tokens.len());
-    Reference {
-        tokens,
-        n_prompt,
-        n_vocab,
-        logits,
-    }
-}
-
-fn rel_diff(ours: &[f32], theirs: &[f32]) -> f64 {
-    let scale = theirs.iter().fold(0f64, |m, &v| m.max(v.abs() as f64));
-    let diff = ours
-        .iter()
-        .zip(theirs)
-        .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
-    diff / scale.max(1e-30)
+fn reference(arch: &str) -> HfReference {
+    HfReference::open(&data(&format!("{arch}.ref.gguf"))).expect("open reference")
 }
 
 fn check(arch: &str, threads: usize, tol: f64) {
     let r = reference(arch);
     let file = Arc::new(GgufFile::open(data(&format!("{arch}.gguf"))).expect("open model"));
     let backend = Arc::new(CpuBackend::new(threads).expect("backend"));
-    let cfg = RunConfig {
-        n_ctx: 256,
-        n_batch: 16,
-        n_ubatch: 16,
-        n_seq: 1,
-        type_k: GgmlType::F32,
-        type_v: GgmlType::F32,
-        logits_all: true,
-    };
-    let mut model = Model::load(backend, file, cfg).expect("load model");
-    assert_eq!(model.hparams().n_vocab, r.n_vocab);
-    let row = |i: usize| &r.logits[i * r.n_vocab..(i + 1) * r.n_vocab];
-
-    let mut worst = (0f64, 0usize);
-    let mut note = |d: f64, i: usize| {
-        if d > worst.0 {
-            worst = (d, i);
-        }
-    };
-    // Prefill in ubatches of 16: rows 0..40, every row's logits.
-    let prompt = &r.tokens[..r.n_prompt];
-    let mut pos = 0;
-    for chunk in prompt.chunks(16) {
-        model.forward(0, chunk, true).expect("prefill");
-        for j in 0..chunk.len() {
-            note(
-                rel_diff(model.logits(j).expect("logits"), row(pos + j)),
-                pos + j,
-            );
-        }
-        pos += chunk.len();
-    }
-    // Decode: feed the token transformers chose, compare the next row.
-    let mut argmax_agree = 0;
-    for i in r.n_prompt..r.tokens.len() {
-        model.forward(0, &[r.tokens[i]], false).expect("decode");
-        let ours = model.logits(0).expect("logits");
-        note(rel_diff(ours, row(i)), i);
-        let am = |v: &[f32]| {
-            v.iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |b, (j, &x)| if x > b.1 { (j, x) } else { b },
-                )
-                .0
-        };
-        argmax_agree += usize::from(am(ours) == am(row(i)));
-    }
-    let n_dec = r.tokens.len() - r.n_prompt;
+    let mut model = Model::load(backend, file, hf_ref::run_config()).expect("load model");
+    let c = hf_ref::compare(&mut model, &r).expect("forward");
     eprintln!(
-        "{arch}: worst row rel diff {:.2e} at row {}; decode argmax agrees {argmax_agree}/{n_dec}",
-        worst.0, worst.1
+        "{arch}: worst row rel diff {:.2e} at row {}; decode argmax agrees {}/{}",
+        c.worst, c.worst_row, c.argmax_agree, c.n_decode
     );
     assert!(
-        worst.0 <= tol,
+        c.worst <= tol,
         "{arch}: logits of row {} differ by {:.3e} relative (tolerance {tol})",
-        worst.1,
-        worst.0
+        c.worst_row,
+        c.worst
     );
-    assert_eq!(argmax_agree, n_dec, "{arch}: greedy choices differ");
+    assert_eq!(c.argmax_agree, c.n_decode, "{arch}: greedy choices differ");
 
+    let prompt = &r.tokens[..r.n_prompt];
     // A cleared sequence starts over: the first prompt row again.
     model.truncate(0, 0).expect("truncate");
     model.forward(0, &prompt[..1], true).expect("restart");
-    assert!(rel_diff(model.logits(0).expect("logits"), row(0)) <= tol);
+    assert!(rel_diff(model.logits(0).expect("logits"), r.row(0)) <= tol);
     // Rewinding a recurrent model into the middle is an error, not stale state.
     if arch.starts_with("qwen35") {
         model.forward(0, &prompt[1..3], false).expect("prefill");
@@ -186,7 +102,6 @@ fn batched_two_sequences(arch: &str, tol: f64) {
         logits_all: false,
     };
     let mut model = Model::load(backend, file, cfg).expect("load model");
-    let row = |i: usize| &r.logits[i * r.n_vocab..(i + 1) * r.n_vocab];
     // Chunks of 8 over the prompt, then single tokens (decode) up to 64 tokens.
     let mut chunks: Vec<(usize, usize)> = (0..r.n_prompt)
         .step_by(8)
@@ -219,7 +134,7 @@ fn batched_two_sequences(arch: &str, tol: f64) {
         for br in &batch {
             if br.logits {
                 let (_, end) = parts[br.seq].expect("part");
-                worst = worst.max(rel_diff(model.logits(i).expect("logits"), row(end - 1)));
+                worst = worst.max(rel_diff(model.logits(i).expect("logits"), r.row(end - 1)));
                 i += 1;
             }
         }

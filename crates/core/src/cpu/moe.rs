@@ -93,14 +93,7 @@ pub fn moe_ffn(
     if k == 0 || k > ne {
         return Err(err(format!("top-{k} of {ne} experts")));
     }
-    let shape = MoeShape {
-        rows,
-        n_embd,
-        n_ff_exp: ff,
-        n_expert: ne,
-        n_expert_used: k,
-    };
-    let need = moe_workspace_floats(&shape);
+    let need = moe_workspace_floats(&p.shape(rows, n_embd));
     if ws.len() < need {
         return Err(err(format!(
             "workspace of {} floats, need {need}",

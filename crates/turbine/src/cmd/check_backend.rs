@@ -10,6 +10,10 @@
 use clap::Args as ClapArgs;
 
 #[cfg(feature = "cuda")]
+mod hf_ref;
+#[cfg(feature = "cuda")]
+mod hybrid;
+#[cfg(feature = "cuda")]
 mod model;
 #[cfg(feature = "cuda")]
 mod ops;
@@ -37,6 +41,13 @@ pub struct Args {
     /// Time the matmul kernels on real model shapes instead of checking (µs per call, GB/s).
     #[arg(long)]
     pub time: bool,
+    /// Also compare a model with its `transformers` reference logits on CUDA, all layers on the
+    /// GPU (repeatable; `--only hf_ref` runs just these).
+    #[arg(long, num_args = 2, value_names = ["MODEL", "REF"], action = clap::ArgAction::Append)]
+    pub hf_ref: Vec<std::path::PathBuf>,
+    /// Largest relative logit difference `--hf-ref` accepts (max |Δ| / max |ref| per row).
+    #[arg(long, default_value_t = 1e-3)]
+    pub hf_tol: f64,
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -96,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     type Check = fn(&mut ops::Ctx) -> anyhow::Result<()>;
-    let checks: [(&str, Check); 7] = [
+    let checks: [(&str, Check); 10] = [
         ("matmul", ops::matmul),
         ("get_rows", ops::get_rows),
         ("rms_norm", ops::rms_norm),
@@ -104,6 +115,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("elementwise", ops::elementwise),
         ("kv_store", ops::kv_store),
         ("attention", ops::attention),
+        ("moe_ffn", hybrid::moe_ffn),
+        ("delta_net", hybrid::delta_net),
+        ("gates", hybrid::gates),
     ];
     for (name, check) in checks {
         if !wanted(name) {
@@ -117,6 +131,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("{name}: {:.1} s", t.elapsed().as_secs_f64());
     }
     let mut report = ctx.report;
+    if !args.hf_ref.is_empty() && wanted("hf_ref") {
+        if let Err(e) = hf_ref::run(&mut report, &cfg, &args.hf_ref, args.hf_tol) {
+            report.push("hf_ref", "(error)".into(), format!("{e:#}"), false);
+        }
+    }
     if wanted("model") {
         let t = Instant::now();
         if let Err(e) = model_checks(&cfg, seed, &mut report) {

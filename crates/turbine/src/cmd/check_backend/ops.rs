@@ -19,7 +19,7 @@ pub struct Ctx<'a> {
     pub report: Report,
 }
 
-fn spec(be: &CudaBackend, name: &str, bytes: u64) -> BufferSpec {
+pub(super) fn spec(be: &CudaBackend, name: &str, bytes: u64) -> BufferSpec {
     BufferSpec {
         name: name.to_string(),
         device: be.device().to_string(),
@@ -31,7 +31,12 @@ fn spec(be: &CudaBackend, name: &str, bytes: u64) -> BufferSpec {
 
 /// A device buffer of `floats` values filled with `data`, the rest NaN (so unwritten outputs
 /// show up).
-fn buffer(be: &CudaBackend, name: &str, floats: usize, data: &[f32]) -> Result<CudaBuffer> {
+pub(super) fn buffer(
+    be: &CudaBackend,
+    name: &str,
+    floats: usize,
+    data: &[f32],
+) -> Result<CudaBuffer> {
     let mut b = be.alloc(&spec(be, name, floats as u64 * 4))?;
     let mut init = vec![f32::NAN; floats];
     init[..data.len()].copy_from_slice(data);
@@ -39,7 +44,7 @@ fn buffer(be: &CudaBackend, name: &str, floats: usize, data: &[f32]) -> Result<C
     Ok(b)
 }
 
-fn read(be: &CudaBackend, b: &CudaBuffer, n: usize) -> Result<Vec<f32>> {
+pub(super) fn read(be: &CudaBackend, b: &CudaBuffer, n: usize) -> Result<Vec<f32>> {
     let mut out = vec![0.0f32; n];
     be.read(b, 0, &mut out)?;
     Ok(out)
