@@ -356,10 +356,11 @@ pub(crate) fn fold_order(ty: KvType) -> Option<&'static [u8; 64]> {
 }
 
 /// Decodes one 128-value turbo block straight into its 64-value half form (see `half`), in
-/// the order of [`fold_order`]: `(C[idx_j] + signs_j · C[idx_{j+64}]) · norm`, where `signs`
-/// is already in that order. Values `j` and `j + 64` come out at the same position of the two
-/// halves' lookups, so the fold is one FMA per eight outputs. With `second`, also writes the
-/// fold with `−signs` there (the other head of a packed pair) from the same lookups.
+/// the order of [`fold_order`], without its norm (returned): `C[idx_j] + signs_j ·
+/// C[idx_{j+64}]`, where `signs` is already in that order. Values `j` and `j + 64` come out at
+/// the same position of the two halves' lookups, so the fold is one FMA per eight outputs.
+/// With `second`, also writes the fold with `−signs` there (the other head of a packed pair)
+/// from the same lookups.
 #[inline(always)]
 unsafe fn decode_fold_turbo(
     ty: KvType,
@@ -368,11 +369,10 @@ unsafe fn decode_fold_turbo(
     signs: &[f32; 64],
     first: &mut [f32],
     second: Option<&mut [f32]>,
-) {
+) -> f32 {
     assert!(block.len() >= ty.block_bytes() && first.len() >= 64);
     assert!(second.as_ref().is_none_or(|d| d.len() >= 64));
     let b = block.as_ptr();
-    let norm = _mm256_set1_ps(f16_at(b));
     let lo = turbo_half_indices(ty, b, 0);
     let hi = turbo_half_indices(ty, b, 1);
     let y = first.as_mut_ptr();
@@ -383,21 +383,19 @@ unsafe fn decode_fold_turbo(
         for m in 0..4 {
             let k = 8 * (4 * r + m);
             let s = _mm256_loadu_ps(signs.as_ptr().add(k));
-            _mm256_storeu_ps(
-                y.add(k),
-                _mm256_mul_ps(_mm256_fmadd_ps(s, h[m], l[m]), norm),
-            );
+            _mm256_storeu_ps(y.add(k), _mm256_fmadd_ps(s, h[m], l[m]));
             if let Some(y2) = y2 {
                 // −s·h + l rounds once, exactly as fmadd(−s, h, l).
-                let v = _mm256_fnmadd_ps(s, h[m], l[m]);
-                _mm256_storeu_ps(y2.add(k), _mm256_mul_ps(v, norm));
+                _mm256_storeu_ps(y2.add(k), _mm256_fnmadd_ps(s, h[m], l[m]));
             }
         }
     }
+    f16_at(b)
 }
 
 /// [`decode_fold_turbo`] over `n` stored rows (`row_bytes` apart), row `r` to
-/// `first[r·pitch..]` (and `second`'s); false, writing nothing, if `ty` is not a turbo type.
+/// `first[r·pitch..]` (and `second`'s), its norm to `scales[r]`; false, writing nothing, if
+/// `ty` is not a turbo type.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn fold_turbo_rows(
@@ -409,14 +407,15 @@ unsafe fn fold_turbo_rows(
     mut second: Option<&mut [f32]>,
     pitch: usize,
     signs: &[f32; 64],
+    scales: &mut [f32; KB],
 ) -> bool {
     // One match per block of rows: each arm's loop is specialized to its type.
     macro_rules! rows {
         ($t:expr) => {{
             let planes = turbo_planes($t);
-            for r in 0..n {
+            for (r, scale) in scales[..n].iter_mut().enumerate() {
                 let at = r * pitch..r * pitch + 64;
-                decode_fold_turbo(
+                *scale = decode_fold_turbo(
                     $t,
                     &src[r * row_bytes..(r + 1) * row_bytes],
                     &planes,
@@ -590,10 +589,12 @@ impl RowOps for Avx2 {
         dst: &mut [f32],
         pitch: usize,
         signs: &[f32; 64],
+        scales: &mut [f32; KB],
     ) {
-        if !fold_turbo_rows(ty, src, row_bytes, n, dst, None, pitch, signs) {
+        if !fold_turbo_rows(ty, src, row_bytes, n, dst, None, pitch, signs, scales) {
             Self::decode_rows(ty, src, row_bytes, n, dst, pitch);
             Self::fold_rows(dst, n, pitch, signs);
+            scales.fill(1.0);
         }
     }
 
@@ -608,12 +609,16 @@ impl RowOps for Avx2 {
         second: &mut [f32],
         pitch: usize,
         signs: &[f32; 64],
+        scales: &mut [f32; KB],
     ) {
         let second_out = Some(&mut *second);
-        if !fold_turbo_rows(ty, src, row_bytes, n, first, second_out, pitch, signs) {
+        if !fold_turbo_rows(
+            ty, src, row_bytes, n, first, second_out, pitch, signs, scales,
+        ) {
             // Only turbo heads fold; kept correct for any type all the same.
-            Self::decode_fold_rows(ty, src, row_bytes, n, first, pitch, signs);
-            Self::decode_fold_rows(ty, src, row_bytes, n, second, pitch, &signs.map(|s| -s));
+            let neg = signs.map(|s| -s);
+            Self::decode_fold_rows(ty, src, row_bytes, n, first, pitch, signs, scales);
+            Self::decode_fold_rows(ty, src, row_bytes, n, second, pitch, &neg, scales);
         }
     }
 
@@ -874,19 +879,48 @@ mod tests {
             }
             let signs: [f32; 64] = std::array::from_fn(|j| if j % 3 == 0 { -1.0 } else { 1.0 });
             let permuted: [f32; 64] = std::array::from_fn(|p| signs[order[p] as usize]);
-            let mut want = vec![0.0f32; n * pitch];
-            let mut got = vec![0.0f32; n * pitch];
-            unsafe {
-                Scalar::decode_fold_rows(ty, &bytes, row_bytes, n, &mut want, pitch, &signs);
-                Avx2::decode_fold_rows(ty, &bytes, row_bytes, n, &mut got, pitch, &permuted);
-            }
-            // The pair decoder: the same fold, and the fold with negated signs, bit for bit.
             let neg = signs.map(|s| -s);
-            let mut want_neg = vec![0.0f32; n * pitch];
-            let (mut first, mut second) = (vec![0.0f32; n * pitch], vec![0.0f32; n * pitch]);
-            let mut got_neg = vec![0.0f32; n * pitch];
+            let neg_permuted = permuted.map(|s| -s);
+            let buf = || vec![0.0f32; n * pitch];
+            let (mut want, mut want_neg, mut got, mut got_neg) = (buf(), buf(), buf(), buf());
+            let (mut first, mut second) = (buf(), buf());
+            let mut ones = [0.0f32; KB];
+            let (mut scales, mut scales_neg, mut pair_scales) =
+                ([0.0f32; KB], [0.0f32; KB], [0.0f32; KB]);
             unsafe {
-                Scalar::decode_fold_rows(ty, &bytes, row_bytes, n, &mut want_neg, pitch, &neg);
+                Scalar::decode_fold_rows(
+                    ty, &bytes, row_bytes, n, &mut want, pitch, &signs, &mut ones,
+                );
+                Scalar::decode_fold_rows(
+                    ty,
+                    &bytes,
+                    row_bytes,
+                    n,
+                    &mut want_neg,
+                    pitch,
+                    &neg,
+                    &mut ones,
+                );
+                Avx2::decode_fold_rows(
+                    ty,
+                    &bytes,
+                    row_bytes,
+                    n,
+                    &mut got,
+                    pitch,
+                    &permuted,
+                    &mut scales,
+                );
+                Avx2::decode_fold_rows(
+                    ty,
+                    &bytes,
+                    row_bytes,
+                    n,
+                    &mut got_neg,
+                    pitch,
+                    &neg_permuted,
+                    &mut scales_neg,
+                );
                 Avx2::decode_fold_pair_rows(
                     ty,
                     &bytes,
@@ -896,44 +930,35 @@ mod tests {
                     &mut second,
                     pitch,
                     &permuted,
-                );
-                let neg_permuted = permuted.map(|s| -s);
-                Avx2::decode_fold_rows(
-                    ty,
-                    &bytes,
-                    row_bytes,
-                    n,
-                    &mut got_neg,
-                    pitch,
-                    &neg_permuted,
+                    &mut pair_scales,
                 );
             }
+            assert!(
+                ones[..n].iter().all(|&s| s == 1.0),
+                "the scalar rows carry their norms"
+            );
             for r in 0..n {
+                assert_eq!(scales[r], scales_neg[r]);
+                assert_eq!(scales[r], pair_scales[r]);
                 for (p, &j) in order.iter().enumerate() {
                     let at = r * pitch + p;
-                    assert_eq!(
-                        first[at].to_bits(),
-                        got[at].to_bits(),
-                        "{ty} pair first {r} {p}"
-                    );
+                    // Undo the order and apply the scale: the scalar fold.
+                    for (g, want, what) in [
+                        (got[at], &want, "fold"),
+                        (got_neg[at], &want_neg, "negated fold"),
+                    ] {
+                        let (g, w) = (g * scales[r], want[r * pitch + j as usize]);
+                        assert!(
+                            (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
+                            "{ty} row {r} value {j} (position {p}), {what}: {g} vs {w}"
+                        );
+                    }
+                    // The pair decoder gives both folds bit for bit.
+                    assert_eq!(first[at].to_bits(), got[at].to_bits(), "{ty} pair {r} {p}");
                     assert_eq!(
                         second[at].to_bits(),
                         got_neg[at].to_bits(),
-                        "{ty} pair second {r} {p}"
-                    );
-                    let w = want_neg[r * pitch + j as usize];
-                    assert!(
-                        (second[at] - w).abs() <= 1e-6 * (1.0 + w.abs()),
-                        "{ty} pair {r} {j}"
-                    );
-                }
-            }
-            for r in 0..n {
-                for (p, &j) in order.iter().enumerate() {
-                    let (g, w) = (got[r * pitch + p], want[r * pitch + j as usize]);
-                    assert!(
-                        (g - w).abs() <= 1e-6 * (1.0 + w.abs()),
-                        "{ty} row {r} value {j} (position {p}): {g} vs {w}"
+                        "{ty} pair {r} {p}"
                     );
                 }
             }

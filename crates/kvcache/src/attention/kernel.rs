@@ -71,9 +71,10 @@ struct Side<'a> {
 }
 
 /// Decodes `nb` consecutive stored rows of each slot, starting at `bases[s]` in `data`, into
-/// slot `s`'s block of `KB × pitch` floats in `buf`, once per row for a shared pair. The
-/// block's rows past `nb` become zeros: they are scored or weighted and then masked, so they
-/// must be finite.
+/// slot `s`'s block of `KB × pitch` floats in `buf`, once per row for a shared pair, and the
+/// factor each row's scores and weights take (`RowOps::decode_fold_rows`) into `scales[s]`.
+/// The block's rows past `nb` become zeros: they are scored or weighted and then masked, so
+/// they must be finite.
 #[inline(always)]
 unsafe fn decode_slots<O: RowOps>(
     side: &Side,
@@ -81,20 +82,25 @@ unsafe fn decode_slots<O: RowOps>(
     bases: &[usize],
     nb: usize,
     buf: &mut [f32],
+    scales: &mut [[f32; KB]; 2],
 ) {
     let (ty, rb, pitch) = (side.ty, side.row_bytes, side.pitch);
     let block = KB * pitch;
     if side.pair {
         let (first, second) = buf.split_at_mut(block);
         let src = &data[bases[0]..];
-        O::decode_fold_pair_rows(ty, src, rb, nb, first, second, pitch, &side.signs[0]);
+        let signs = &side.signs[0];
+        O::decode_fold_pair_rows(ty, src, rb, nb, first, second, pitch, signs, &mut scales[0]);
+        scales[1] = scales[0];
     } else {
         for (s, &base) in bases.iter().enumerate() {
             let dst = &mut buf[s * block..(s + 1) * block];
             if side.fold {
-                O::decode_fold_rows(ty, &data[base..], rb, nb, dst, pitch, &side.signs[s]);
+                let (signs, scales) = (&side.signs[s], &mut scales[s]);
+                O::decode_fold_rows(ty, &data[base..], rb, nb, dst, pitch, signs, scales);
             } else {
                 O::decode_rows(ty, &data[base..], rb, nb, dst, pitch);
+                scales[s] = [1.0; KB];
             }
         }
     }
@@ -379,6 +385,9 @@ impl Job<'_> {
         }
 
         let mut idx = [0u8; QK_TURBO];
+        // Per slot, the factor each decoded row's scores / weights take (see `decode_slots`).
+        let mut k_scales = [[1.0f32; KB]; 2];
+        let mut v_scales = [[1.0f32; KB]; 2];
         let mut t = k_start;
         while t < k_end {
             let slot = t % page_size;
@@ -417,7 +426,7 @@ impl Job<'_> {
                 } else {
                     let bases = kbase.map(|base| base + j * khb);
                     let side = self.side(true, k_pair, &k_signs);
-                    decode_slots::<O>(&side, data, &bases[..nslots], nb, kbuf);
+                    decode_slots::<O>(&side, data, &bases[..nslots], nb, kbuf, &mut k_scales);
                     for v in 0..nv {
                         let s = slot_of(v);
                         let out = &mut scores[v * CHUNK + j..v * CHUNK + j + KB];
@@ -427,6 +436,11 @@ impl Job<'_> {
                             pk,
                             out,
                         );
+                        if self.fold_k {
+                            for (o, f) in out.iter_mut().zip(&k_scales[s]) {
+                                *o *= f;
+                            }
+                        }
                     }
                 }
             }
@@ -474,11 +488,18 @@ impl Job<'_> {
                 }
                 let bases = vbase.map(|base| base + j * vhb);
                 let side = self.side(false, v_pair, &v_signs);
-                decode_slots::<O>(&side, data, &bases[..nslots], nb, vbuf);
+                decode_slots::<O>(&side, data, &bases[..nslots], nb, vbuf, &mut v_scales);
                 for v in 0..nv {
                     let p = weight(v);
                     if p.iter().any(|&x| x != 0.0) {
                         let s = slot_of(v);
+                        let scaled: [f32; KB];
+                        let p = if self.fold_v {
+                            scaled = std::array::from_fn(|i| p[i] * v_scales[s][i]);
+                            &scaled[..]
+                        } else {
+                            p
+                        };
                         O::axpy_block(
                             &mut accs[v * pv..v * pv + acc_len],
                             p,

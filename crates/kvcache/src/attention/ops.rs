@@ -44,7 +44,10 @@ pub(crate) trait RowOps {
         None
     }
     /// `decode_rows` then `fold_rows` for a turbo type (one pass where a path fuses them);
-    /// `signs` and the output are in `fold_order(ty)`.
+    /// `signs` and the output are in `fold_order(ty)`. Row `r` may come out divided by a
+    /// factor written to `scales[r]`, which the kernel then applies to the row's scores and
+    /// weights (one multiply per key instead of one per value: the AVX2 path leaves the turbo
+    /// norm out of the decode); the default writes 1.
     #[allow(clippy::too_many_arguments)]
     unsafe fn decode_fold_rows(
         ty: KvType,
@@ -54,13 +57,16 @@ pub(crate) trait RowOps {
         dst: &mut [f32],
         pitch: usize,
         signs: &[f32; 64],
+        scales: &mut [f32; KB],
     ) {
         Self::decode_rows(ty, src, row_bytes, n, dst, pitch);
         Self::fold_rows(dst, n, pitch, signs);
+        scales.fill(1.0);
     }
     /// `decode_fold_rows` of the same stored rows for the two heads of a packed pair: `first`
     /// (the head at offset 0) with `signs`, `second` (the head at offset 64) with `−signs`,
-    /// which are its fold signs. Paths that can decode once and fold twice override this.
+    /// which are its fold signs; both with the same `scales`. Paths that can decode once and
+    /// fold twice override this.
     #[allow(clippy::too_many_arguments)]
     unsafe fn decode_fold_pair_rows(
         ty: KvType,
@@ -71,9 +77,11 @@ pub(crate) trait RowOps {
         second: &mut [f32],
         pitch: usize,
         signs: &[f32; 64],
+        scales: &mut [f32; KB],
     ) {
-        Self::decode_fold_rows(ty, src, row_bytes, n, first, pitch, signs);
-        Self::decode_fold_rows(ty, src, row_bytes, n, second, pitch, &signs.map(|s| -s));
+        let neg = signs.map(|s| -s);
+        Self::decode_fold_rows(ty, src, row_bytes, n, first, pitch, signs, scales);
+        Self::decode_fold_rows(ty, src, row_bytes, n, second, pitch, &neg, scales);
     }
     /// `out[j] = Σ_d q[d] · k[j·pitch + d]` for the `KB` rows of `k`.
     unsafe fn dot_block(q: &[f32], k: &[f32], pitch: usize, out: &mut [f32]);
