@@ -204,6 +204,44 @@ pub trait Backend: Send + Sync {
         out: &mut Self::Buffer,
         scratch: &mut Self::Buffer,
     ) -> Result<(), CoreError>;
+    /// Three products of the same input (a layer's q, k and v projections):
+    /// `outs[i] = ws[i] · x`. Backends may run them as one launch; the default runs [`matmul`]
+    /// on each.
+    ///
+    /// [`matmul`]: Backend::matmul
+    fn matmul3(
+        &self,
+        ws: [&Self::Weight; 3],
+        x: &Self::Buffer,
+        rows: usize,
+        outs: [&mut Self::Buffer; 3],
+        scratch: &mut Self::Buffer,
+    ) -> Result<(), CoreError> {
+        for (w, out) in ws.into_iter().zip(outs) {
+            self.matmul(w, x, rows, out, scratch)?;
+        }
+        Ok(())
+    }
+    /// A gated FFN's first half: `gate = act(gate_w · x) ⊙ (up_w · x)` (`n_ff` outputs per
+    /// row), `up` holding the up product where the backend needs it. Backends may fuse it; the default runs both
+    /// products and [`glu`](Backend::glu).
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_glu(
+        &self,
+        gate_w: &Self::Weight,
+        up_w: &Self::Weight,
+        x: &Self::Buffer,
+        rows: usize,
+        n_ff: usize,
+        act: GluActivation,
+        gate: &mut Self::Buffer,
+        up: &mut Self::Buffer,
+        scratch: &mut Self::Buffer,
+    ) -> Result<(), CoreError> {
+        self.matmul(gate_w, x, rows, gate, scratch)?;
+        self.matmul(up_w, x, rows, up, scratch)?;
+        self.glu(gate, up, rows * n_ff, act)
+    }
     /// `x[r] += bias` for `rows` rows.
     fn add_bias(
         &self,

@@ -335,24 +335,62 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
 
 // ---- split-K decode, one block per (split, KV head, row) ---------------------------------------
 // attn_decode: grid (splits, n_head_kv, rows), 128 threads; the block serves all G = n_head /
-// n_head_kv query heads of its KV head (G ≤ DEC_G), so each cached K and V value is decoded once
-// per split, not once per query head. Phase 1: warp per key, lanes over head dims, G scores
-// (turbo K: against the rotated queries). Phase 2: per head, max and exp over the split's keys.
-// Phase 3: thread per output dim, over the split's keys, G accumulators (turbo V: rotated
-// domain; attn_merge applies R⁻¹). Writes (m, l, acc) per (row, head, split) like attn_partial.
+// n_head_kv query heads of its KV head (G ≤ DEC_G), so each cached K and V value is read and
+// decoded once per split, not once per query head. Heads padded to ≤ 128 values.
+// Each half-warp takes one key at a time (keys hw, hw + 8, ... of the split): lane l of the half
+// decodes dims l·dk .. l·dk + dk − 1 of K (dk = pad_k / 16; the rotated queries of those dims sit
+// in its registers), the 16 lanes sum the G scores by shuffles, and every lane updates its
+// half-warp's online softmax (m, l per head) and accumulates the key's V dims l·dv .. (turbo V:
+// rotated domain; attn_merge applies R⁻¹). Rows are read with wide contiguous loads across the
+// half-warp, and the 8 half-warps keep 8 keys in flight. At the end the half-warps' states meet
+// (shuffle, then shared memory) and the block writes (m, l, acc) of its split like
+// attn_partial.
 #define DEC_G 8
-extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
-    attn_decode(const float* __restrict__ q, const u8* __restrict__ kbase,
+#define DEC_HALVES (ATTN_THREADS / 16)
+
+// Values d0 .. d0 + n − 1 (n ≤ 8, d0 a multiple of n, within one 128-group) of a cached row.
+template <int T>
+__device__ __forceinline__ void deq_run(const u8* row, int d0, int n, const float* cb, float* w) {
+    if constexpr (T == TY_F16) {
+        if (n == 8) {
+            const U4 v = *(const U4*)(row + 2 * d0);
+            const u32 a[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                w[2 * j] = h2f((u16)(a[j] & 0xffffu));
+                w[2 * j + 1] = h2f((u16)(a[j] >> 16));
+            }
+            return;
+        }
+    }
+    if constexpr (is_turbo<T>()) {
+        const u8* blk = row + (i64)(d0 >> 7) * TypeInfo<T>::BB;
+        const float nrm = ld_h(blk);
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (i < n) w[i] = cb[turbo_index<T>(blk, (d0 & 127) + i)] * nrm;
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        if (i < n) w[i] = deq_row<T>(row, d0 + i);
+}
+
+// GM: the most heads per group this instance serves (registers hold GM queries and
+// accumulators); the host picks the smallest GM ≥ G.
+template <int GM>
+__device__ void attn_decode_group(const float* __restrict__ q, const u8* __restrict__ kbase,
                 const u8* __restrict__ vbase, float* __restrict__ ws,
                 const u32* __restrict__ rowinfo, int seq0, int pos0, int n_head, int n_head_kv,
                 int hdk, int hdv, int pad_k, int pad_v, i64 khb, i64 vhb, i64 cells, float scale,
                 int window, float softcap, int split_len, int n_splits) {
-    extern __shared__ float smem[];
+    __shared__ float qs[GM * 128];
+    __shared__ float red[ATTN_WARPS][GM * (128 + 2)];
+    __shared__ float cbk[16], cbv[16];
     const int G = n_head / n_head_kv;
-    float* qs = smem;                       // G × pad_k
-    float* sc = qs + G * pad_k;             // G × split_len
-    float* ml = sc + max(G * split_len, ATTN_WARPS * G * pad_v);  // G × 2 (after the sums)
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int hw = tid >> 4, hl = tid & 15;
+    const u32 half_mask = 0xffffu << (lane & 16);
     const int s = blockIdx.x, kvh = blockIdx.y, r = blockIdx.z;
     const i64 seq = rowinfo ? rowinfo[2 * r] : seq0;
     const int pos = rowinfo ? (int)rowinfo[2 * r + 1] : pos0 + r;
@@ -360,101 +398,128 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     const int t0 = max(lo, s * split_len);
     const int t1 = min(pos + 1, (s + 1) * split_len);
     const int nk = max(0, t1 - t0);
-    __shared__ float cbk[16], cbv[16];
     if (tid < 16) {
         cbk[tid] = tid < NCK ? centroid<KT>(tid) : 0.0f;
         cbv[tid] = tid < NCV ? centroid<VT>(tid) : 0.0f;
     }
     for (int i = tid; i < G * pad_k; i += ATTN_THREADS) {
-        int g = i / pad_k, d = i % pad_k;
+        const int g = i / pad_k, d = i % pad_k;
         qs[i] = d < hdk ? q[((i64)r * n_head + kvh * G + g) * hdk + d] : 0.0f;
     }
     __syncthreads();
     if constexpr (K_TURBO) block_rotate(qs, G * pad_k / 128);
+    const int dk = pad_k >> 4, dv = pad_v >> 4;
+    float qr[GM][8];
+#pragma unroll
+    for (int g = 0; g < GM; g++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) qr[g][i] = (g < G && i < dk) ? qs[g * pad_k + hl * dk + i] : 0.0f;
+    float m[GM], l[GM], acc[GM][8];
+#pragma unroll
+    for (int g = 0; g < GM; g++) {
+        m[g] = NEG_INF;
+        l[g] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[g][i] = 0.0f;
+    }
     const u8* kh = kbase + (seq * n_head_kv + kvh) * cells * khb;
     const u8* vh = vbase + (seq * n_head_kv + kvh) * cells * vhb;
-    // Phase 1: thread per key, over the head's dims (the queries are broadcast reads).
-    for (int kt = tid; kt < nk; kt += ATTN_THREADS) {
-        const u8* kr = kh + (i64)(t0 + kt) * khb;
-        float part[DEC_G];
+#pragma unroll 2
+    for (int kt = hw; kt < nk; kt += DEC_HALVES) {
+        const i64 t = t0 + kt;
+        float kv[8], vv[8];
+        deq_run<KT>(kh + t * khb, hl * dk, dk, cbk, kv);
+        deq_run<VT>(vh + t * vhb, hl * dv, dv, cbv, vv);
 #pragma unroll
-        for (int g = 0; g < DEC_G; g++) part[g] = 0.0f;
-        for (int d = 0; d < pad_k; d++) {
-            const float kv = deq_cb<KT>(kr, d, cbk);
-#pragma unroll
-            for (int g = 0; g < DEC_G; g++)
-                if (g < G) part[g] += qs[g * pad_k + d] * kv;
-        }
-#pragma unroll
-        for (int g = 0; g < DEC_G; g++) {
+        for (int g = 0; g < GM; g++) {
             if (g < G) {
-                float x = part[g] * scale;
+                float sg = 0.0f;
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    if (i < dk) sg += qr[g][i] * kv[i];  // kv[dk..] are not loaded
+#pragma unroll
+                for (int o = 8; o > 0; o >>= 1) sg += __shfl_xor_sync(half_mask, sg, o);
+                float x = sg * scale;
                 if (softcap > 0.0f) x = softcap * tanhf(x / softcap);
-                sc[g * split_len + kt] = x;
+                const float mn = fmaxf(m[g], x);
+                const float corr = expf(m[g] - mn);
+                const float p = expf(x - mn);
+                l[g] = l[g] * corr + p;
+                m[g] = mn;
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    if (i < dv) acc[g][i] = acc[g][i] * corr + p * vv[i];
             }
         }
     }
-    __syncthreads();
-    for (int g = warp; g < G; g += ATTN_WARPS) {
-        float mx = NEG_INF;
-        for (int kt = lane; kt < nk; kt += 32) mx = fmaxf(mx, sc[g * split_len + kt]);
-        mx = warp_max(mx);
-        float sum = 0.0f;
-        for (int kt = lane; kt < nk; kt += 32) {
-            float p = expf(sc[g * split_len + kt] - mx);
-            sc[g * split_len + kt] = p;
-            sum += p;
-        }
-        sum = warp_sum(sum);
-        if (lane == 0) {
-            ml[2 * g] = mx;
-            ml[2 * g + 1] = sum;
-        }
-    }
-    __syncthreads();
-    // Phase 3: warp w takes keys w, w + 4, ...; lane l output dims l, l + 32, l + 64, l + 96
-    // (V heads padded to <= 128 here), then the four warps' sums meet in shared memory.
-    float acc[DEC_G][4];
+    // The two half-warps of a warp: lanes l and l + 16 hold the same dims.
 #pragma unroll
-    for (int g = 0; g < DEC_G; g++)
-#pragma unroll
-        for (int i = 0; i < 4; i++) acc[g][i] = 0.0f;
-    for (int kt = warp; kt < nk; kt += ATTN_WARPS) {
-        const u8* vr = vh + (i64)(t0 + kt) * vhb;
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const int d = lane + 32 * i;
-            if (d < pad_v) {
-                const float vv = deq_cb<VT>(vr, d, cbv);
-#pragma unroll
-                for (int g = 0; g < DEC_G; g++)
-                    if (g < G) acc[g][i] += sc[g * split_len + kt] * vv;
-            }
-        }
-    }
-    __syncthreads();
-    float* red = sc;  // the scores are no longer needed: ATTN_WARPS × G × pad_v floats
-#pragma unroll
-    for (int g = 0; g < DEC_G; g++) {
+    for (int g = 0; g < GM; g++) {
         if (g < G) {
+            const float mo = __shfl_xor_sync(0xffffffffu, m[g], 16);
+            const float lo_ = __shfl_xor_sync(0xffffffffu, l[g], 16);
+            const float mn = fmaxf(m[g], mo);
+            const float ca = mn == NEG_INF ? 0.0f : expf(m[g] - mn);
+            const float cb = mn == NEG_INF ? 0.0f : expf(mo - mn);
+            l[g] = l[g] * ca + lo_ * cb;
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int d = lane + 32 * i;
-                if (d < pad_v) red[(warp * G + g) * pad_v + d] = acc[g][i];
+            for (int i = 0; i < 8; i++) {
+                const float ao = __shfl_xor_sync(0xffffffffu, acc[g][i], 16);
+                acc[g][i] = acc[g][i] * ca + ao * cb;
+            }
+            m[g] = mn;
+        }
+    }
+    // The warps, through shared memory: warp w's (m, l) then acc per head.
+    if (lane < 16) {
+#pragma unroll
+        for (int g = 0; g < GM; g++) {
+            if (g < G) {
+                float* rw = red[warp] + g * (128 + 2);
+                if (lane == 0) {
+                    rw[0] = m[g];
+                    rw[1] = l[g];
+                }
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    if (i < dv) rw[2 + lane * dv + i] = acc[g][i];
             }
         }
     }
     __syncthreads();
     for (int i = tid; i < G * pad_v; i += ATTN_THREADS) {
         const int g = i / pad_v, d = i % pad_v;
-        float a = 0.0f;
+        float mx = NEG_INF;
 #pragma unroll
-        for (int w = 0; w < ATTN_WARPS; w++) a += red[(w * G + g) * pad_v + d];
+        for (int w = 0; w < ATTN_WARPS; w++) mx = fmaxf(mx, red[w][g * (128 + 2)]);
+        float a = 0.0f, lsum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < ATTN_WARPS; w++) {
+            const float* rw = red[w] + g * (128 + 2);
+            const float c = rw[0] == NEG_INF ? 0.0f : expf(rw[0] - mx);
+            a += rw[2 + d] * c;
+            lsum += rw[1] * c;
+        }
         float* wsp = ws + (((i64)r * n_head + kvh * G + g) * n_splits + s) * (pad_v + 2);
         wsp[2 + d] = a;
         if (d == 0) {
-            wsp[0] = nk > 0 ? ml[2 * g] : NEG_INF;
-            wsp[1] = nk > 0 ? ml[2 * g + 1] : 0.0f;
+            wsp[0] = mx;
+            wsp[1] = lsum;
         }
     }
 }
+
+#define ATTN_DECODE_KERNEL(GM)                                                                   \
+    extern "C" __global__ void __launch_bounds__(ATTN_THREADS) attn_decode_g##GM(                \
+        const float* q, const u8* kbase, const u8* vbase, float* ws, const u32* rowinfo,         \
+        int seq0, int pos0, int n_head, int n_head_kv, int hdk, int hdv, int pad_k, int pad_v,  \
+        i64 khb, i64 vhb, i64 cells, float scale, int window, float softcap, int split_len,     \
+        int n_splits) {                                                                          \
+        attn_decode_group<GM>(q, kbase, vbase, ws, rowinfo, seq0, pos0, n_head, n_head_kv, hdk, \
+                              hdv, pad_k, pad_v, khb, vhb, cells, scale, window, softcap,        \
+                              split_len, n_splits);                                              \
+    }
+ATTN_DECODE_KERNEL(1)
+ATTN_DECODE_KERNEL(2)
+ATTN_DECODE_KERNEL(4)
+ATTN_DECODE_KERNEL(8)

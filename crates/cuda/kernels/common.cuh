@@ -74,6 +74,11 @@ __device__ __forceinline__ u16 f2bf(float x) {
     return (u16)((u + (0x7fffu + ((u >> 16) & 1u))) >> 16);
 }
 
+// 16- and 8-byte vector loads (no CUDA headers under NVRTC, so no float4/uint4).
+struct alignas(16) F4 { float x, y, z, w; };
+struct alignas(16) U4 { u32 x, y, z, w; };
+struct alignas(8) U2 { u32 x, y; };
+
 __device__ __forceinline__ u16 ld_u16(const u8* p) { return *(const u16*)p; }
 __device__ __forceinline__ float ld_h(const u8* p) { return h2f(ld_u16(p)); }
 // Unaligned 32-bit little-endian load (q5_0's qh sits at offset 2).
@@ -83,6 +88,14 @@ __device__ __forceinline__ u32 ld_u32_bytes(const u8* p) {
 
 // No math header under NVRTC: -inf spelled out.
 #define NEG_INF (__int_as_float(0xff800000))
+
+// GLU activations, shared by the element-wise GLU and the fused matvec epilogues.
+__device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
+__device__ __forceinline__ float gelu_tanh(float g) {
+    const float SQRT_2_OVER_PI = 0.7978845608028654f;
+    const float COEF_A = 0.044715f;
+    return 0.5f * g * (1.0f + tanhf(SQRT_2_OVER_PI * g * (1.0f + COEF_A * g * g)));
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -22,18 +22,10 @@ extern "C" __global__ void softcap(float* x, i64 n, float cap) {
 
 // gate = silu(gate) * up
 extern "C" __global__ void glu_silu(float* gate, const float* up, i64 n) {
-    GRID_STRIDE(i, n) {
-        float g = gate[i];
-        gate[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+    GRID_STRIDE(i, n) gate[i] = silu(gate[i]) * up[i];
 }
 
 // gate = gelu_tanh(gate) * up
 extern "C" __global__ void glu_gelu_tanh(float* gate, const float* up, i64 n) {
-    GRID_STRIDE(i, n) {
-        float g = gate[i];
-        const float SQRT_2_OVER_PI = 0.7978845608028654f;
-        const float COEF_A = 0.044715f;
-        gate[i] = 0.5f * g * (1.0f + tanhf(SQRT_2_OVER_PI * g * (1.0f + COEF_A * g * g))) * up[i];
-    }
+    GRID_STRIDE(i, n) gate[i] = gelu_tanh(gate[i]) * up[i];
 }

@@ -2,10 +2,11 @@
 // quantizers (this module is compiled with --fmad=false so every product rounds on its own, as
 // in the Rust reference; sums run in index order).
 //
-// One thread per (row, kv head): it zero-pads the head to whole blocks and encodes them one
-// after another. iq4_nl needs that order: like the reference quantizer, an all-zero block reuses
-// the previous block's codes of the same head. Turbo types apply the rotation (one per
-// 128-group) and the codebook search by midpoints (TURBO-KV.md).
+// Heads are zero-padded to whole blocks. Three launch shapes: a thread per (row, kv head,
+// block) for independent blocks (kv_store_blocks); a thread per (row, kv head) encoding the
+// blocks in order for iq4_nl (like the reference quantizer, an all-zero block reuses the previous
+// block's codes of the same head); a warp per 128-group for turbo types, which apply the
+// rotation (one per 128-group) and the codebook search by midpoints (TURBO-KV.md).
 //
 // Cache layout (see src/kv.rs): dst points at the layer's K (or V) allocation; head h of
 // position p of sequence s is at dst + ((s * n_head_kv + h) * cells + p) * head_bytes.
@@ -258,6 +259,51 @@ __device__ void kv_store(const float* src, u8* dst, int rows, int n_head_kv, int
     }
 }
 
+// Types whose blocks are independent (all but iq4_nl, whose all-zero block reuses the previous
+// block's codes): one thread per (row, kv head, block), so a decode step's handful of heads
+// spreads over many threads instead of encoding whole heads serially (f16: a thread per value).
+template <int T>
+__device__ void kv_store_blocks(const float* src, u8* dst, int rows, int n_head_kv, int head_dim,
+                                int pad_dim, i64 head_bytes, i64 cells, const u32* rowinfo,
+                                int seq0, int pos0) {
+    constexpr int BS = TypeInfo<T>::BS, BB = TypeInfo<T>::BB;
+    const int nb = pad_dim / BS;
+    const i64 t = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (i64)rows * n_head_kv * nb) return;
+    const int b = (int)(t % nb);
+    const int rh = (int)(t / nb);
+    const int r = rh / n_head_kv, h = rh % n_head_kv;
+    const float* x = src + ((i64)r * n_head_kv + h) * head_dim;
+    const i64 seq = rowinfo ? rowinfo[2 * r] : seq0;
+    const i64 pos = rowinfo ? rowinfo[2 * r + 1] : pos0 + r;
+    u8* out = dst + ((seq * n_head_kv + h) * cells + pos) * head_bytes;
+    float blk[BS];
+    u8 codes[32];
+#pragma unroll
+    for (int j = 0; j < BS; j++) {
+        const int e = b * BS + j;
+        blk[j] = e < head_dim ? x[e] : 0.0f;
+    }
+    quantize_block<T>(blk, out + (i64)b * BB, codes);
+}
+
+#define KV_STORE_BLOCKS(NAME, T)                                                                 \
+    extern "C" __global__ void kv_store_blocks_##NAME(const float* src, u8* dst, int rows,      \
+                                                      int n_head_kv, int head_dim, int pad_dim,  \
+                                                      i64 head_bytes, i64 cells,                 \
+                                                      const u32* rowinfo, int seq0, int pos0) {  \
+        kv_store_blocks<T>(src, dst, rows, n_head_kv, head_dim, pad_dim, head_bytes, cells,     \
+                           rowinfo, seq0, pos0);                                                 \
+    }
+KV_STORE_BLOCKS(f32, TY_F32)
+KV_STORE_BLOCKS(f16, TY_F16)
+KV_STORE_BLOCKS(bf16, TY_BF16)
+KV_STORE_BLOCKS(q8_0, TY_Q8_0)
+KV_STORE_BLOCKS(q4_0, TY_Q4_0)
+KV_STORE_BLOCKS(q4_1, TY_Q4_1)
+KV_STORE_BLOCKS(q5_0, TY_Q5_0)
+KV_STORE_BLOCKS(q5_1, TY_Q5_1)
+
 #define KV_STORE(NAME, T)                                                                        \
     extern "C" __global__ void kv_store_##NAME(const float* src, u8* dst, int rows,             \
                                                int n_head_kv, int head_dim, int pad_dim,         \
@@ -267,18 +313,9 @@ __device__ void kv_store(const float* src, u8* dst, int rows, int n_head_kv, int
                     seq0, pos0);                                                                 \
     }
 
-KV_STORE(f32, TY_F32)
-KV_STORE(f16, TY_F16)
-KV_STORE(bf16, TY_BF16)
-KV_STORE(q8_0, TY_Q8_0)
-KV_STORE(q4_0, TY_Q4_0)
-KV_STORE(q4_1, TY_Q4_1)
-KV_STORE(q5_0, TY_Q5_0)
-KV_STORE(q5_1, TY_Q5_1)
+// Only iq4_nl encodes a whole head per thread (see kv_store_blocks for the others, and
+// kv_store_warp for turbo).
 KV_STORE(iq4_nl, TY_IQ4_NL)
-KV_STORE(turbo2, TY_TURBO2)
-KV_STORE(turbo3, TY_TURBO3)
-KV_STORE(turbo4, TY_TURBO4)
 
 // ---- turbo rows, one warp per 128-value block --------------------------------------------------
 // kv_store_turbo_warp: grid ceil(rows·n_head_kv·blocks / 4), 128 threads; warp w stores one

@@ -44,9 +44,6 @@ __device__ void matvec(const u8* __restrict__ W, const float* __restrict__ X, fl
 // halves of them): each lane decodes 8 consecutive values of a sub-block with one or two wide
 // loads and its scale once, instead of one element (and its scale) per step.
 
-// 16-byte vector loads (no CUDA headers under NVRTC, so no float4/uint4).
-struct alignas(16) F4 { float x, y, z, w; };
-struct alignas(16) U4 { u32 x, y, z, w; };
 
 // Eight consecutive values of sub-block `sb` (values 8·p .. 8·p + 7, p in 0..4).
 template <int T> __device__ __forceinline__ void deq8(const u8* row, int sb, int p, float* w) {
@@ -229,6 +226,180 @@ __device__ void matvec32(const u8* __restrict__ W, const float* __restrict__ X,
         Y[(i64)tid * n_out + o] = s;
     }
 }
+
+// ---- q4_K matvec, several output rows per warp (v3) -------------------------------------------
+// Decode reads each weight once, so the kernel must keep ~3 TB/s of weight bytes moving with
+// little arithmetic per byte. A warp owns RPW output rows and walks them together: lane
+// (s, j, h) takes 16 bytes of quant chunk j (values 16h..16h+15 of sub-blocks 2j and 2j+1) of
+// super-block s of every row, so each input value loaded from L1 serves RPW rows, and every
+// weight load is one 16-byte access (plus the super-block's 16-byte header, shared by the 8
+// lanes of that super-block). Nibbles become floats by placing them under the exponent of
+// 2^23 (one byte permute and one subtraction, exact) instead of integer-to-float conversions,
+// whose throughput is a quarter of the FMA's. Each sub-block's scale and minimum apply once:
+// d·sc·Σq·x − dmin·m·Σx.
+#define MV4K_WARPS 4
+
+// Byte i (0..11) of a q4_K super-block's packed scales, held in header words y, z, w.
+__device__ __forceinline__ u32 k4_scale_byte(u32 y, u32 z, u32 w, int i) {
+    const u32 word = i < 4 ? y : (i < 8 ? z : w);
+    return (word >> (8 * (i & 3))) & 0xffu;
+}
+
+// 6-bit scale and minimum of sub-block i (0..7) from the header words (see k4_scale_min).
+__device__ __forceinline__ void k4_scale_min_words(u32 y, u32 z, u32 w, int i, float& sc,
+                                                   float& m) {
+    if (i < 4) {
+        sc = (float)(k4_scale_byte(y, z, w, i) & 63u);
+        m = (float)(k4_scale_byte(y, z, w, i + 4) & 63u);
+    } else {
+        const u32 hi = k4_scale_byte(y, z, w, i + 4);
+        sc = (float)((hi & 15u) | ((k4_scale_byte(y, z, w, i - 4) >> 6) << 4));
+        m = (float)((hi >> 4) | ((k4_scale_byte(y, z, w, i) >> 6) << 4));
+    }
+}
+
+// Byte b (0..3) of v, a value 0..255, as a float: the byte becomes the low mantissa bits of
+// 2^23, and 2^23 is subtracted (exact).
+__device__ __forceinline__ float byte_to_float(u32 v, int b) {
+    return __int_as_float((int)__byte_perm(v, 0x4B000000u, 0x7540u | (u32)b)) - 8388608.0f;
+}
+
+// Per-lane partial dots of rows o0 .. o0 + RPW − 1 of NW weight matrices (same shape) with one
+// input row x: acc[w][i]. The caller sums them over the warp.
+template <int RPW, int NW>
+__device__ __forceinline__ void q4k_lane_dots(const u8* __restrict__ W0, const u8* __restrict__ W1,
+                                              const float* __restrict__ X, int k, int o0,
+                                              int n_out, i64 row_bytes, float (&acc)[NW][RPW]) {
+    const int lane = threadIdx.x & 31;
+    const int nsuper = k >> 8;
+    const int j = (lane & 7) >> 1, h = lane & 1;
+    const u8* rowp[NW][RPW];
+#pragma unroll
+    for (int w = 0; w < NW; w++)
+#pragma unroll
+        for (int i = 0; i < RPW; i++) {
+            rowp[w][i] = (w == 0 ? W0 : W1) + (i64)min(o0 + i, n_out - 1) * row_bytes;
+            acc[w][i] = 0.0f;
+        }
+#pragma unroll 2
+    for (int s = lane >> 3; s < nsuper; s += 4) {
+        const i64 boff = (i64)s * 144;
+        U4 hdr[NW][RPW], qv[NW][RPW];
+#pragma unroll
+        for (int w = 0; w < NW; w++)
+#pragma unroll
+            for (int i = 0; i < RPW; i++) {
+                hdr[w][i] = *(const U4*)(rowp[w][i] + boff);
+                qv[w][i] = *(const U4*)(rowp[w][i] + boff + 16 + 32 * j + 16 * h);
+            }
+        const int e = s * 256 + 64 * j + 16 * h;
+        const F4* xl = (const F4*)(X + e);
+        const F4* xh = (const F4*)(X + e + 32);
+        float xlo[16], xhi[16];
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            const F4 a = xl[t], c = xh[t];
+            xlo[4 * t] = a.x; xlo[4 * t + 1] = a.y; xlo[4 * t + 2] = a.z; xlo[4 * t + 3] = a.w;
+            xhi[4 * t] = c.x; xhi[4 * t + 1] = c.y; xhi[4 * t + 2] = c.z; xhi[4 * t + 3] = c.w;
+        }
+        float sxl = 0.0f, sxh = 0.0f;
+#pragma unroll
+        for (int t = 0; t < 16; t++) {
+            sxl += xlo[t];
+            sxh += xhi[t];
+        }
+#pragma unroll
+        for (int w = 0; w < NW; w++)
+#pragma unroll
+            for (int i = 0; i < RPW; i++) {
+                const U4 q = qv[w][i], hd = hdr[w][i];
+                const u32 words[4] = {q.x, q.y, q.z, q.w};
+                float dl = 0.0f, dh = 0.0f;
+#pragma unroll
+                for (int t = 0; t < 4; t++) {
+                    const u32 lo = words[t] & 0x0f0f0f0fu, hi = (words[t] >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+                    for (int b = 0; b < 4; b++) {
+                        dl += byte_to_float(lo, b) * xlo[4 * t + b];
+                        dh += byte_to_float(hi, b) * xhi[4 * t + b];
+                    }
+                }
+                float sc0, m0, sc1, m1;
+                k4_scale_min_words(hd.y, hd.z, hd.w, 2 * j, sc0, m0);
+                k4_scale_min_words(hd.y, hd.z, hd.w, 2 * j + 1, sc1, m1);
+                const float d = h2f((u16)(hd.x & 0xffffu)), dmin = h2f((u16)(hd.x >> 16));
+                acc[w][i] += d * (sc0 * dl + sc1 * dh) - dmin * (m0 * sxl + m1 * sxh);
+            }
+    }
+}
+
+// One product: block `blk` of the launch covers output rows (blk·MV4K_WARPS + warp)·RPW ...
+template <int RPW>
+__device__ __forceinline__ void matvec_q4k_block(const u8* W, const float* X, float* Y, int k,
+                                                 int n_out, i64 row_bytes, int blk) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int o0 = (blk * MV4K_WARPS + warp) * RPW;
+    if (o0 >= n_out) return;
+    float acc[1][RPW];
+    q4k_lane_dots<RPW, 1>(W, W, X, k, o0, n_out, row_bytes, acc);
+#pragma unroll
+    for (int i = 0; i < RPW; i++) {
+        const float v = warp_sum(acc[0][i]);
+        if (lane == 0 && o0 + i < n_out) Y[o0 + i] = v;
+    }
+}
+
+#define MV4K_KERNEL(RPW)                                                                         \
+    extern "C" __global__ void __launch_bounds__(32 * MV4K_WARPS)                                \
+        matvec_q4k_w##RPW(const u8* W, const float* X, float* Y, int k, int n_out,              \
+                          i64 row_bytes) {                                                       \
+        matvec_q4k_block<RPW>(W, X, Y, k, n_out, row_bytes, blockIdx.x);                         \
+    }                                                                                            \
+    /* Three products of the same input in one launch (a layer's q, k, v): blocks           */   \
+    /* 0 .. b0 − 1 take the first, the next b1 the second, the rest the third.              */   \
+    extern "C" __global__ void __launch_bounds__(32 * MV4K_WARPS) matvec3_q4k_w##RPW(           \
+        const u8* W0, float* Y0, int n0, int b0, const u8* W1, float* Y1, int n1, int b1,       \
+        const u8* W2, float* Y2, int n2, const float* X, int k, i64 row_bytes) {                 \
+        const int blk = blockIdx.x;                                                              \
+        if (blk < b0)                                                                            \
+            matvec_q4k_block<RPW>(W0, X, Y0, k, n0, row_bytes, blk);                             \
+        else if (blk < b0 + b1)                                                                  \
+            matvec_q4k_block<RPW>(W1, X, Y1, k, n1, row_bytes, blk - b0);                        \
+        else                                                                                     \
+            matvec_q4k_block<RPW>(W2, X, Y2, k, n2, row_bytes, blk - b0 - b1);                   \
+    }
+MV4K_KERNEL(1)
+MV4K_KERNEL(2)
+MV4K_KERNEL(4)
+
+// A gated FFN's first half for one input row: Y[o] = act(gate_o · x) · (up_o · x). Each warp
+// reads the same rows of both matrices, so the activation applies in the epilogue (no separate
+// product outputs, no GLU launch).
+template <int RPW, int ACT>
+__device__ void matvec_glu_q4k(const u8* Wg, const u8* Wu, const float* X, float* Y, int k,
+                               int n_out, i64 row_bytes) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int o0 = (blockIdx.x * MV4K_WARPS + warp) * RPW;
+    if (o0 >= n_out) return;
+    float acc[2][RPW];
+    q4k_lane_dots<RPW, 2>(Wg, Wu, X, k, o0, n_out, row_bytes, acc);
+#pragma unroll
+    for (int i = 0; i < RPW; i++) {
+        const float g = warp_sum(acc[0][i]), u = warp_sum(acc[1][i]);
+        if (lane == 0 && o0 + i < n_out) Y[o0 + i] = (ACT == 0 ? silu(g) : gelu_tanh(g)) * u;
+    }
+}
+#define MV4K_GLU_KERNEL(RPW, NAME, ACT)                                                          \
+    extern "C" __global__ void __launch_bounds__(32 * MV4K_WARPS) matvec_glu_##NAME##_q4k_w##RPW( \
+        const u8* Wg, const u8* Wu, const float* X, float* Y, int k, int n_out, i64 row_bytes) { \
+        matvec_glu_q4k<RPW, ACT>(Wg, Wu, X, Y, k, n_out, row_bytes);                             \
+    }
+MV4K_GLU_KERNEL(1, silu, 0)
+MV4K_GLU_KERNEL(2, silu, 0)
+MV4K_GLU_KERNEL(4, silu, 0)
+MV4K_GLU_KERNEL(1, gelu_tanh, 1)
+MV4K_GLU_KERNEL(2, gelu_tanh, 1)
+MV4K_GLU_KERNEL(4, gelu_tanh, 1)
 
 #define TILE 64
 #define TK 32

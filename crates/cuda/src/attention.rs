@@ -2,10 +2,11 @@
 //!
 //! Paths, chosen by shape:
 //! - split-K (decode, at most [`SPLIT_MAX_ROWS`] query rows, when the planned workspace holds
-//!   the partials): each block one split of [`SPLIT_LEN`] keys, writing `(m, l, acc[d])`; then a
-//!   merge pass. `attn_decode` serves a whole GQA group per block (grid: splits, KV heads,
-//!   rows); `attn_partial` one query head (heads too wide or groups too large for the former).
-//!   Workspace: rows × heads × splits × (d + 2) floats, d the padded V head.
+//!   the partials): each block one split of the keys (`kv::decode_splits`: 256-key splits, or
+//!   shorter ones at short context so the GPU fills), writing `(m, l, acc[d])`; then a merge
+//!   pass. `attn_decode_g*` serves a whole GQA group per block (grid: splits, KV heads, rows),
+//!   a half-warp per key; `attn_partial` one query head (heads too wide or groups too large for
+//!   the former). Workspace: rows × heads × splits × (d + 2) floats, d the padded V head.
 //! - tiled prefill (`attn_prefill`, consecutive positions of one sequence, heads ≤ 128): K/V
 //!   tiles decoded once per 32 queries, no workspace.
 //! - direct (other prefill): `attn_partial` with one split, a block per (row, head), no workspace.
@@ -21,7 +22,7 @@ use crate::buffer::CudaBuffer;
 use crate::compile;
 use crate::device::Arg;
 use crate::kv::{
-    padded_dim, split_workspace_floats, CudaKvCache, MAX_PADDED_HEAD, SPLIT_LEN, SPLIT_MAX_ROWS,
+    self, padded_dim, split_workspace_floats, CudaKvCache, MAX_PADDED_HEAD, SPLIT_MAX_ROWS,
 };
 
 const THREADS: u32 = 128;
@@ -64,6 +65,9 @@ fn partial_shared_bytes(type_k: GgmlType, type_v: GgmlType, pad_k: usize, pad_v:
     let vcb = TILE * (pad_v / 128) * codebook_size(type_v);
     (pad_k + lut + 2 * TILE + vcb + pad_v) * 4
 }
+
+/// Blocks the decode pass should at least launch: two per SM of an H100 (132 SMs).
+const DECODE_MIN_BLOCKS: usize = 264;
 
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
@@ -135,7 +139,7 @@ pub fn attention(
     let ws_floats = split_workspace_floats(n, p.n_head, n_kv, type_v, hdv);
     let split = n <= SPLIT_MAX_ROWS && ws_floats * 4 <= workspace.bytes();
     let (n_splits, split_len) = if split {
-        (n_kv.div_ceil(SPLIT_LEN).max(1), SPLIT_LEN)
+        kv::decode_splits(n_kv, p.n_head_kv * n, DECODE_MIN_BLOCKS)
     } else {
         (1, n_kv)
     };
@@ -201,12 +205,17 @@ pub fn attention(
     // block per (split, query head, row) (attn_partial). Scores (group × split) double as the
     // decode kernel's cross-warp sums (4 × group × pad_v) at its end.
     let group = p.n_head / p.n_head_kv;
-    let dec_shared = (group * pad_k + (group * split_len).max(4 * group * pad_v) + 2 * group) * 4;
-    let grouped =
-        split && group <= DEC_G && pad_v <= 128 && dec_shared <= MAX_SHARED && p.n_head_kv <= 65535;
+    // attn_decode: a half-warp per key, pad/16 dims per lane.
+    let grouped = split
+        && group <= DEC_G
+        && [pad_k, pad_v]
+            .iter()
+            .all(|&d| d <= 128 && d.is_multiple_of(16))
+        && p.n_head_kv <= 65535;
     let (f, name, heads, shared_bytes) = if grouped {
-        let f = dev.function(&compile::ATTENTION, &defines, "attn_decode")?;
-        (f, "attention (decode)", p.n_head_kv, dec_shared)
+        let gm = group.next_power_of_two();
+        let f = dev.function(&compile::ATTENTION, &defines, &format!("attn_decode_g{gm}"))?;
+        (f, "attention (decode)", p.n_head_kv, 0)
     } else {
         let f = dev.function(&compile::ATTENTION, &defines, "attn_partial")?;
         (f, "attention", p.n_head, shared)

@@ -420,6 +420,50 @@ impl Backend for CudaBackend {
         }
     }
 
+    fn matmul3(
+        &self,
+        ws: [&CudaWeight; 3],
+        x: &CudaBuffer,
+        rows: usize,
+        outs: [&mut CudaBuffer; 3],
+        scratch: &mut CudaBuffer,
+    ) -> Result<(), CoreError> {
+        let ptrs = [
+            outs[0].f32_ptr(ws[0].n_rows)?,
+            outs[1].f32_ptr(ws[1].n_rows)?,
+            outs[2].f32_ptr(ws[2].n_rows)?,
+        ];
+        if matmul::matvec3(&self.dev, ws, x, rows, ptrs)? {
+            return Ok(());
+        }
+        for (w, out) in ws.into_iter().zip(outs) {
+            self.matmul(w, x, rows, out, scratch)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_glu(
+        &self,
+        gate_w: &CudaWeight,
+        up_w: &CudaWeight,
+        x: &CudaBuffer,
+        rows: usize,
+        n_ff: usize,
+        act: GluActivation,
+        gate: &mut CudaBuffer,
+        up: &mut CudaBuffer,
+        scratch: &mut CudaBuffer,
+    ) -> Result<(), CoreError> {
+        if gate_w.n_rows == n_ff && matmul::matvec_glu(&self.dev, gate_w, up_w, x, rows, act, gate)?
+        {
+            return Ok(());
+        }
+        self.matmul(gate_w, x, rows, gate, scratch)?;
+        self.matmul(up_w, x, rows, up, scratch)?;
+        self.glu(gate, up, rows * n_ff, act)
+    }
+
     fn add_bias(
         &self,
         x: &mut CudaBuffer,
@@ -584,11 +628,14 @@ impl Backend for CudaBackend {
                 backend: "CUDA",
             })?;
             // Turbo rows: a warp per 128-group (rotation and codebook search in parallel);
-            // the other types: a thread per (row, head).
+            // iq4_nl: a thread per (row, head) (its blocks depend on the previous one); the
+            // other types: a thread per (row, head, block).
             let name = if ty.is_turbo() {
                 format!("kv_store_warp_{suffix}")
-            } else {
+            } else if ty == GgmlType::Iq4Nl {
                 format!("kv_store_{suffix}")
+            } else {
+                format!("kv_store_blocks_{suffix}")
             };
             funcs.push(self.dev.function(&compile::KV_STORE, &[], &name)?);
         }
@@ -600,8 +647,13 @@ impl Backend for CudaBackend {
                 let pad = kv::padded_dim(ty, hd);
                 let (grid, block) = if ty.is_turbo() {
                     ((nr * s.n_head_kv * (pad / 128)).div_ceil(4), 128)
-                } else {
+                } else if ty == GgmlType::Iq4Nl {
                     ((nr * s.n_head_kv).div_ceil(64), 64)
+                } else {
+                    (
+                        (nr * s.n_head_kv * (pad / ty.block_size())).div_ceil(128),
+                        128,
+                    )
                 };
                 self.dev.launch(
                     "kv_store",

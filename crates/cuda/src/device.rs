@@ -15,6 +15,7 @@ use cudarc::nvrtc::Ptx;
 use turbine_core::CoreError;
 
 use crate::compile::{self, KernelSource};
+use crate::profile::OpProfile;
 
 /// A CUDA error as a one-line core error naming the operation.
 pub fn cuda_err(op: &str, e: impl std::fmt::Display) -> CoreError {
@@ -62,17 +63,9 @@ pub struct Device {
     /// Synchronize after every launch so an asynchronous fault is reported by the operation
     /// that caused it (check-backend turns this on; a forward pass leaves it off).
     sync_each_op: AtomicBool,
-    /// `TURBINE_CUDA_PROFILE=1`: every launch waits for the device and its time is added to
-    /// its operation's total (printed by [`Device::profile_report`]). Serializes the stream,
-    /// so it shows where device time goes, not the overlapped speed.
+    /// `TURBINE_CUDA_PROFILE=1`: device time of every launch by CUDA events, host launch
+    /// time (printed by [`Device::profile_report`]).
     profile: Option<Mutex<OpProfile>>,
-}
-
-/// Device time per operation name, measured by synchronizing after each launch.
-#[derive(Default)]
-pub struct OpProfile {
-    last: Option<std::time::Instant>,
-    ops: HashMap<String, (u64, f64)>,
 }
 
 impl Device {
@@ -188,49 +181,37 @@ impl Device {
         };
         // SAFETY: every kernel's parameter list matches the `args` its caller builds (see the
         // op modules), and every pointer is a live allocation sized by the caller's checks.
-        if let Some(p) = &self.profile {
-            // Everything queued before this launch is finished: its time is not ours.
-            self.synchronize(op)?;
-            if let Ok(mut p) = p.lock() {
-                p.last = Some(std::time::Instant::now());
-            }
-        }
-        unsafe { b.launch(cfg) }.map_err(|e| cuda_err(op, e))?;
-        if let Some(p) = &self.profile {
-            self.synchronize(op)?;
-            if let Ok(mut p) = p.lock() {
-                let dt = p.last.map_or(0.0, |t| t.elapsed().as_secs_f64());
-                let e = p.ops.entry(op.to_string()).or_insert((0, 0.0));
-                e.0 += 1;
-                e.1 += dt;
-            }
-        } else if self.sync_each_op.load(Ordering::Relaxed) {
+        self.profiled(op, move || {
+            unsafe { b.launch(cfg) }
+                .map(|_| ())
+                .map_err(|e| cuda_err(op, e))
+        })?;
+        if self.sync_each_op.load(Ordering::Relaxed) {
             self.synchronize(op)?;
         }
         Ok(())
     }
 
-    /// The per-operation device times gathered under `TURBINE_CUDA_PROFILE=1`, largest
-    /// first, and clears them; `None` when profiling is off.
-    pub fn profile_report(&self) -> Option<String> {
-        let p = self.profile.as_ref()?;
-        let mut p = p.lock().ok()?;
-        let mut ops: Vec<_> = p.ops.drain().collect();
-        ops.sort_by(|a, b| b.1 .1.total_cmp(&a.1 .1));
-        let total: f64 = ops.iter().map(|o| o.1 .1).sum();
-        let mut s = format!(
-            "{:<28} {:>9} {:>11} {:>9} {:>6}\n",
-            "op", "calls", "total ms", "us/call", "%"
-        );
-        for (name, (n, t)) in ops {
-            s.push_str(&format!(
-                "{name:<28} {n:>9} {:>11.2} {:>9.2} {:>6.1}\n",
-                t * 1e3,
-                t * 1e6 / n.max(1) as f64,
-                100.0 * t / total.max(1e-12)
-            ));
+    /// Runs `work` (stream work: a launch, a library call), timed as `op` under
+    /// `TURBINE_CUDA_PROFILE=1`.
+    pub fn profiled<F>(&self, op: &str, work: F) -> Result<(), CoreError>
+    where
+        F: FnOnce() -> Result<(), CoreError>,
+    {
+        match &self.profile {
+            Some(p) => p
+                .lock()
+                .map_err(|_| cuda_err(op, "profile lock poisoned"))?
+                .around(&self.ctx, &self.stream, op, work),
+            None => work(),
         }
-        Some(s)
+    }
+
+    /// The per-operation device times gathered under `TURBINE_CUDA_PROFILE=1` since the last
+    /// report, largest first, and clears them; `None` when profiling is off.
+    pub fn profile_report(&self) -> Option<String> {
+        let mut p = self.profile.as_ref()?.lock().ok()?;
+        Some(p.report().unwrap_or_else(|e| format!("profile: {e}\n")))
     }
 
     pub fn synchronize(&self, op: &str) -> Result<(), CoreError> {

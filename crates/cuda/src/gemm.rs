@@ -135,7 +135,7 @@ impl Blas {
             // ld k), i.e. out[r][o0 + i] = Σ_j w16[i][j] · x16[r][j].
             // SAFETY: the pointers are live device allocations sized above; alpha/beta are
             // host scalars read during the call.
-            unsafe {
+            dev.profiled("matmul (cuBLAS)", || unsafe {
                 blas::gemm_ex(
                     self.handle,
                     blas_sys::cublasOperation_t::CUBLAS_OP_T,
@@ -157,8 +157,8 @@ impl Blas {
                     blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
                     blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
                 )
-            }
-            .map_err(|e| cuda_err(&format!("cuBLAS gemm {}", w.name), e))?;
+                .map_err(|e| cuda_err(&format!("cuBLAS gemm {}", w.name), e))
+            })?;
             o0 += nc;
         }
         Ok(())

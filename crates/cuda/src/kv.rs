@@ -79,9 +79,37 @@ pub fn cache_bytes(spec: &KvSpec) -> Result<u64, CoreError> {
         .sum())
 }
 
-/// Splits of the decode attention over `n_kv` keys.
+/// Shortest decode split: below this a block's setup (query load, rotation) outweighs its keys.
+pub const MIN_SPLIT_LEN: usize = 32;
+/// Most splits a short context is cut into so that a decode step still launches enough blocks
+/// to fill the GPU (32 splits × 8 KV heads = 256 blocks, about two per H100 SM).
+pub const SHORT_CONTEXT_SPLITS: usize = 32;
+
+/// Most splits of the decode attention over `n_kv` keys: [`SPLIT_LEN`]-key splits, or, for short
+/// contexts, up to [`SHORT_CONTEXT_SPLITS`] splits of at least [`MIN_SPLIT_LEN`] keys. Grows
+/// with `n_kv`, so a workspace planned for the longest context holds every shorter one.
 pub fn n_splits(n_kv: usize) -> usize {
-    n_kv.div_ceil(SPLIT_LEN).max(1)
+    let long = n_kv.div_ceil(SPLIT_LEN);
+    let short = n_kv.div_ceil(MIN_SPLIT_LEN).min(SHORT_CONTEXT_SPLITS);
+    long.max(short).max(1)
+}
+
+/// The splits (count, keys each) a decode over `n_kv` keys with `blocks_per_split` blocks per
+/// split (KV heads × rows) uses: [`SPLIT_LEN`]-key splits when they launch at least
+/// `min_blocks` blocks, otherwise shorter ones (within [`n_splits`]).
+pub fn decode_splits(n_kv: usize, blocks_per_split: usize, min_blocks: usize) -> (usize, usize) {
+    let long = n_kv.div_ceil(SPLIT_LEN).max(1);
+    if long * blocks_per_split >= min_blocks {
+        return (long, SPLIT_LEN);
+    }
+    let want = min_blocks
+        .div_ceil(blocks_per_split.max(1))
+        .min(SHORT_CONTEXT_SPLITS);
+    let len = n_kv
+        .div_ceil(want)
+        .next_multiple_of(MIN_SPLIT_LEN)
+        .clamp(MIN_SPLIT_LEN, SPLIT_LEN);
+    (n_kv.div_ceil(len).max(1), len)
 }
 
 /// Workspace floats of the split-K path for `rows` query rows over `n_kv` keys.

@@ -30,6 +30,7 @@ mod gemm;
 pub mod kv;
 mod matmul;
 mod moe;
+mod profile;
 
 pub use attention::workspace_bytes as attention_workspace_bytes;
 pub use backend::{CudaBackend, CudaConfig, STAGING_U32};

@@ -1,7 +1,8 @@
 //! Launches of the matmul kernels (kernels/matmul.cu): the warp-per-row matvec for decode and
 //! small batches, the shared-memory tiled kernel for prefill.
 
-use turbine_core::CoreError;
+use formats::GgmlType;
+use turbine_core::{CoreError, GluActivation};
 
 use crate::buffer::{weight_kernel_suffix, CudaBuffer, CudaWeight};
 use crate::compile;
@@ -15,6 +16,137 @@ const MATVEC32_THREADS: u32 = 128;
 /// Largest grid x dimension of a launch.
 const MAX_GRID_X: usize = (1 << 31) - 1;
 const TILE: usize = 64;
+/// Warps per block of the q4_K multi-row matvec.
+const MV4K_WARPS: usize = 4;
+
+const Q4K_THREADS: u32 = (32 * MV4K_WARPS) as u32;
+
+/// Whether a product runs on the multi-row q4_K decode kernels (one input row).
+fn q4k_decode(w: &CudaWeight, rows: usize) -> bool {
+    rows == 1
+        && w.ty == GgmlType::Q4K
+        && w.row_len.is_multiple_of(256)
+        && w.row_len <= i32::MAX as usize
+        && w.n_rows <= i32::MAX as usize / 2
+        && !old_matvec()
+}
+
+/// Output rows per warp of the q4_K decode kernel: as many as keep ≥ ~2048 warps in flight
+/// (a warp's rows share its input loads), fewer for small matrices so every SM has work.
+fn q4k_rows_per_warp(n_out: usize) -> usize {
+    if n_out >= 8192 {
+        4
+    } else if n_out >= 4096 {
+        2
+    } else {
+        1
+    }
+}
+
+fn q4k_blocks(n_out: usize, rpw: usize) -> u32 {
+    n_out.div_ceil(MV4K_WARPS * rpw) as u32
+}
+
+/// `outs[i] = ws[i] · x` for one input row in a single launch, when all three are q4_K of one
+/// row length; `Ok(false)` (nothing run) otherwise.
+pub fn matvec3(
+    dev: &Device,
+    ws: [&CudaWeight; 3],
+    x: &CudaBuffer,
+    rows: usize,
+    outs: [u64; 3],
+) -> Result<bool, CoreError> {
+    let k = ws[0].row_len;
+    if !ws
+        .iter()
+        .all(|w| q4k_decode(w, rows) && w.row_len == k && w.row_bytes == ws[0].row_bytes)
+    {
+        return Ok(false);
+    }
+    let xp = x.f32_ptr(k)?;
+    let total: usize = ws.iter().map(|w| w.n_rows).sum();
+    let rpw = q4k_rows_per_warp(total);
+    let blocks = ws.map(|w| q4k_blocks(w.n_rows, rpw));
+    let f = dev.function(&compile::MATMUL, &[], &format!("matvec3_q4k_w{rpw}"))?;
+    let args = [
+        Arg::Ptr(ws[0].ptr()),
+        Arg::Ptr(outs[0]),
+        Arg::I32(ws[0].n_rows as i32),
+        Arg::I32(blocks[0] as i32),
+        Arg::Ptr(ws[1].ptr()),
+        Arg::Ptr(outs[1]),
+        Arg::I32(ws[1].n_rows as i32),
+        Arg::I32(blocks[1] as i32),
+        Arg::Ptr(ws[2].ptr()),
+        Arg::Ptr(outs[2]),
+        Arg::I32(ws[2].n_rows as i32),
+        Arg::Ptr(xp),
+        Arg::I32(k as i32),
+        Arg::I64(ws[0].row_bytes as i64),
+    ];
+    let grid = blocks.iter().sum::<u32>();
+    dev.launch("matmul (matvec)", &f, (grid, 1, 1), Q4K_THREADS, 0, &args)?;
+    Ok(true)
+}
+
+/// `out = act(gate · x) ⊙ (up · x)` for one input row in a single launch, when both are q4_K of
+/// one shape; `Ok(false)` (nothing run) otherwise.
+pub fn matvec_glu(
+    dev: &Device,
+    gate: &CudaWeight,
+    up: &CudaWeight,
+    x: &CudaBuffer,
+    rows: usize,
+    act: GluActivation,
+    out: &mut CudaBuffer,
+) -> Result<bool, CoreError> {
+    if !(q4k_decode(gate, rows)
+        && q4k_decode(up, rows)
+        && gate.row_len == up.row_len
+        && gate.n_rows == up.n_rows)
+    {
+        return Ok(false);
+    }
+    let (k, n_out) = (gate.row_len, gate.n_rows);
+    let xp = x.f32_ptr(k)?;
+    let op = out.f32_ptr(n_out)?;
+    let rpw = q4k_rows_per_warp(2 * n_out).min(2);
+    let name = match act {
+        GluActivation::Silu => "silu",
+        GluActivation::GeluTanh => "gelu_tanh",
+    };
+    let f = dev.function(
+        &compile::MATMUL,
+        &[],
+        &format!("matvec_glu_{name}_q4k_w{rpw}"),
+    )?;
+    let args = [
+        Arg::Ptr(gate.ptr()),
+        Arg::Ptr(up.ptr()),
+        Arg::Ptr(xp),
+        Arg::Ptr(op),
+        Arg::I32(k as i32),
+        Arg::I32(n_out as i32),
+        Arg::I64(gate.row_bytes as i64),
+    ];
+    let grid = q4k_blocks(n_out, rpw);
+    dev.launch(
+        "matmul (matvec glu)",
+        &f,
+        (grid, 1, 1),
+        Q4K_THREADS,
+        0,
+        &args,
+    )?;
+    Ok(true)
+}
+
+/// `TURBINE_CUDA_OLD_MATVEC=1` runs q4_K decode on the previous (block-per-row) kernel, for A/B
+/// timing on the device.
+fn old_matvec() -> bool {
+    static OLD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OLD.get_or_init(|| std::env::var_os("TURBINE_CUDA_OLD_MATVEC").is_some_and(|v| v == "1"))
+}
 
 /// `out[r][o] = Σ_i w[o][i] · x[r][i]` for `rows` rows.
 pub fn matmul(
@@ -51,16 +183,30 @@ pub fn matmul(
         Arg::I64(w.row_bytes as i64),
     ];
     if rows <= MATVEC_MAX_ROWS {
+        let r = match rows {
+            1 => 1,
+            2 => 2,
+            3 | 4 => 4,
+            _ => 8,
+        };
+        if q4k_decode(w, rows) {
+            let rpw = q4k_rows_per_warp(n_out);
+            let f = dev.function(&compile::MATMUL, &[], &format!("matvec_q4k_w{rpw}"))?;
+            let args = [
+                Arg::Ptr(w.ptr()),
+                Arg::Ptr(xp),
+                Arg::Ptr(op),
+                Arg::I32(k as i32),
+                Arg::I32(n_out as i32),
+                Arg::I64(w.row_bytes as i64),
+            ];
+            let grid = q4k_blocks(n_out, rpw);
+            return dev.launch("matmul (matvec)", &f, (grid, 1, 1), Q4K_THREADS, 0, &args);
+        }
         // Rows made of whole 32-value sub-blocks take the sub-block kernel (a block per output
         // row, wide loads, one decode per 8 values); other lengths (f32/f16 rows of odd
         // sizes) the per-element one (a warp per output row).
         if k.is_multiple_of(32) {
-            let r = match rows {
-                1 => 1,
-                2 => 2,
-                3 | 4 => 4,
-                _ => 8,
-            };
             let f = dev.function(&compile::MATMUL, &[], &format!("matvec32_r{r}_{suffix}"))?;
             if n_out > MAX_GRID_X {
                 return Err(CoreError::Shape(format!(

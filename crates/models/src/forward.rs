@@ -156,9 +156,17 @@ fn layer<B: Backend>(
     b.rms_norm(&act.x, 0, n, e, &lw.ffn_norm, eps, &mut act.xn)?;
     match &lw.ffn {
         Ffn::Dense { gate, up, down } => {
-            b.matmul(gate, &act.xn, n, &mut act.gate, &mut act.scratch)?;
-            b.matmul(up, &act.xn, n, &mut act.up, &mut act.scratch)?;
-            b.glu(&mut act.gate, &act.up, n * hp.n_ff, glu_activation(hp.arch))?;
+            b.matmul_glu(
+                gate,
+                up,
+                &act.xn,
+                n,
+                hp.n_ff,
+                glu_activation(hp.arch),
+                &mut act.gate,
+                &mut act.up,
+                &mut act.scratch,
+            )?;
             b.matmul(down, &act.gate, n, &mut act.xn, &mut act.scratch)?;
         }
         Ffn::Moe(mw) => moe(b, hp, mw, act, n)?,
@@ -187,9 +195,20 @@ fn attention<B: Backend>(
     let kv_layer = hp
         .kv_layer(il)
         .ok_or_else(|| ModelError::Config(format!("layer {il} has no KV cache")))?;
+    // q (with its gate, when gated), k and v from the same input, one call.
+    let q_out = if hp.attn_output_gate {
+        need(&mut act.extra.qg, "act.qg")?
+    } else {
+        &mut act.q
+    };
+    b.matmul3(
+        [&aw.wq, &aw.wk, &aw.wv],
+        &act.xn,
+        n,
+        [q_out, &mut act.k, &mut act.v],
+        &mut act.scratch,
+    )?;
     if hp.attn_output_gate {
-        let qg = need(&mut act.extra.qg, "act.qg")?;
-        b.matmul(&aw.wq, &act.xn, n, qg, &mut act.scratch)?;
         let gate = need(&mut act.extra.attn_gate, "act.attn_gate")?;
         let qg = act
             .extra
@@ -197,11 +216,7 @@ fn attention<B: Backend>(
             .as_ref()
             .ok_or_else(|| ModelError::Config("act.qg".into()))?;
         b.split_q_gate(qg, n, hp.n_head, hp.head_dim_k, &mut act.q, gate)?;
-    } else {
-        b.matmul(&aw.wq, &act.xn, n, &mut act.q, &mut act.scratch)?;
     }
-    b.matmul(&aw.wk, &act.xn, n, &mut act.k, &mut act.scratch)?;
-    b.matmul(&aw.wv, &act.xn, n, &mut act.v, &mut act.scratch)?;
     if let Some(bias) = &aw.bq {
         b.add_bias(&mut act.q, n, bias)?;
     }

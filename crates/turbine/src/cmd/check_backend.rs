@@ -107,8 +107,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let wanted = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
     type Check = fn(&mut ops::Ctx) -> anyhow::Result<()>;
-    let checks: [(&str, Check); 10] = [
+    let checks: &[(&str, Check)] = &[
         ("matmul", ops::matmul),
+        ("fused matmul", ops::fused_matmuls),
         ("get_rows", ops::get_rows),
         ("rms_norm", ops::rms_norm),
         ("rope", ops::rope),
@@ -119,7 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ("delta_net", hybrid::delta_net),
         ("gates", hybrid::gates),
     ];
-    for (name, check) in checks {
+    for &(name, check) in checks {
         if !wanted(name) {
             continue;
         }

@@ -50,6 +50,113 @@ pub(super) fn read(be: &CudaBackend, b: &CudaBuffer, n: usize) -> Result<Vec<f32
     Ok(out)
 }
 
+/// `Σ_i w[o][i] · x[r][i]` in f64 for every (row, output).
+fn reference_products(wd: &[f32], x: &[f32], k: usize, n_out: usize, rows: usize) -> Vec<f64> {
+    let mut out = vec![0.0f64; rows * n_out];
+    for r in 0..rows {
+        for o in 0..n_out {
+            out[r * n_out + o] = (0..k)
+                .map(|i| wd[o * k + i] as f64 * x[r * k + i] as f64)
+                .sum();
+        }
+    }
+    out
+}
+
+/// The fused products of a decode step (`matmul3`: q, k, v of one input; `matmul_glu`: gate and
+/// up with the activation applied) against f64 products of the dequantized weights, for q4_K
+/// (fused kernels at one row) and q8_0 (the unfused fallback), one and three rows.
+pub fn fused_matmuls(c: &mut Ctx) -> Result<()> {
+    for ty in [GgmlType::Q4K, GgmlType::Q8_0] {
+        let k = if ty == GgmlType::Q4K { 512 } else { 96 };
+        for rows in [1usize, 3] {
+            let n_outs = [4101usize, 1027, 1027];
+            let mut ws = Vec::new();
+            for (i, &n) in n_outs.iter().enumerate() {
+                ws.push(weight(c.be, &mut c.rng, &format!("w{i}"), ty, k, n)?);
+            }
+            let x = c.rng.normals(rows * k, 1.0);
+            let xb = buffer(c.be, "x", rows * k, &x)?;
+            let mut o0 = buffer(c.be, "o0", rows * n_outs[0], &[])?;
+            let mut o1 = buffer(c.be, "o1", rows * n_outs[1], &[])?;
+            let mut o2 = buffer(c.be, "o2", rows * n_outs[2], &[])?;
+            let mut scratch = c.be.alloc(&spec(
+                c.be,
+                "scratch",
+                c.be.matmul_scratch_bytes(ty, k, rows).max(4),
+            ))?;
+            c.be.matmul3(
+                [&ws[0].0, &ws[1].0, &ws[2].0],
+                &xb,
+                rows,
+                [&mut o0, &mut o1, &mut o2],
+                &mut scratch,
+            )?;
+            for (i, ob) in [&o0, &o1, &o2].into_iter().enumerate() {
+                let out = read(c.be, ob, rows * n_outs[i])?;
+                let r = reference_products(&ws[i].1, &x, k, n_outs[i], rows);
+                c.report.measured(
+                    "matmul3",
+                    format!(
+                        "{} k={k} n_out={} rows={rows} (product {i})",
+                        ty.name(),
+                        n_outs[i]
+                    ),
+                    Measure::of(&out, &r),
+                    1e-4,
+                    1e-9,
+                );
+            }
+
+            let n_ff = 8195;
+            let k_ff = if ty == GgmlType::Q4K { 768 } else { 96 };
+            let (gw, gd) = weight(c.be, &mut c.rng, "gate", ty, k_ff, n_ff)?;
+            let (uw, ud) = weight(c.be, &mut c.rng, "up", ty, k_ff, n_ff)?;
+            let x = c.rng.normals(rows * k_ff, 1.0);
+            let xb = buffer(c.be, "x", rows * k_ff, &x)?;
+            let g_ref = reference_products(&gd, &x, k_ff, n_ff, rows);
+            let u_ref = reference_products(&ud, &x, k_ff, n_ff, rows);
+            let mut scratch = c.be.alloc(&spec(
+                c.be,
+                "scratch",
+                c.be.matmul_scratch_bytes(ty, k_ff, rows).max(4),
+            ))?;
+            for (act, name, f) in [
+                (GluActivation::Silu, "silu", silu as fn(f64) -> f64),
+                (GluActivation::GeluTanh, "gelu_tanh", gelu_tanh),
+            ] {
+                let mut gb = buffer(c.be, "gate", rows * n_ff, &[])?;
+                let mut ub = buffer(c.be, "up", rows * n_ff, &[])?;
+                c.be.matmul_glu(
+                    &gw,
+                    &uw,
+                    &xb,
+                    rows,
+                    n_ff,
+                    act,
+                    &mut gb,
+                    &mut ub,
+                    &mut scratch,
+                )?;
+                let r: Vec<f64> = g_ref.iter().zip(&u_ref).map(|(&g, &u)| f(g) * u).collect();
+                let scale = g_ref
+                    .iter()
+                    .zip(&u_ref)
+                    .map(|(g, u)| (g * u).abs())
+                    .fold(0.0, f64::max);
+                c.report.measured(
+                    "matmul_glu",
+                    format!("{} {name} k={k_ff} n_ff={n_ff} rows={rows}", ty.name()),
+                    Measure::of_scaled(&read(c.be, &gb, rows * n_ff)?, &r, scale),
+                    1e-4,
+                    1e-9,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A weight of `rows` rows of `k` random values, quantized to `ty`; returns it with its
 /// dequantized values (the reference's view of the weight).
 fn weight(
@@ -110,6 +217,12 @@ pub fn matmul(c: &mut Ctx) -> Result<()> {
         if ty == GgmlType::Q8_0 {
             // More output rows than one dequantized f16 chunk of the cuBLAS path.
             cases.push((32, turbine_cuda::gemm_chunk_rows(32) + 37, 9));
+        }
+        if ty == GgmlType::Q4K {
+            // The multi-row q4_K matvec takes 2 and 4 output rows per warp from 4096 and 8192
+            // output rows on; odd counts leave a partial warp.
+            cases.push((256, 4097, 1));
+            cases.push((768, 8199, 1));
         }
         for (k, n_out, rows) in cases {
             let (w, mut wd) = weight(c.be, &mut c.rng, "w", ty, k, n_out)?;
