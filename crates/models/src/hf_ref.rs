@@ -93,8 +93,12 @@ pub fn run_config() -> RunConfig {
     }
 }
 
-/// max |ours − theirs| / max |theirs|.
+/// max |ours − theirs| / max |theirs|; infinite where `ours` has a NaN or infinity or a
+/// different length (f64::max would pass over a NaN).
 pub fn rel_diff(ours: &[f32], theirs: &[f32]) -> f64 {
+    if ours.len() != theirs.len() || ours.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
     let scale = theirs.iter().fold(0f64, |m, &v| m.max(v.abs() as f64));
     let diff = ours
         .iter()
