@@ -3,6 +3,11 @@
 clients send chat requests back to back for a fixed time; prints requests/s, output tokens/s,
 time to first token and inter-token latency (p50/p99), and failed requests.
 
+What it sends is what chat clients send: every request carries the same system prompt
+(SYSTEM, about 150 tokens; --system-prompt '' leaves it out) and a user question that no other
+request of the run repeats (QUESTIONS x TOPICS, taken in turn). So a server can reuse the
+cached system prompt but never a whole earlier prompt.
+
     .venv/bin/python tests/server/bench_serve.py --url http://127.0.0.1:8080 -n 8 -d 60
 
 Without --url it starts `turbine serve` itself (TURBINE_BIN or target/release/turbine) on
@@ -22,16 +27,32 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-PROMPTS = [
-    "Write a short story about a robot learning to paint.",
-    "Explain how a bicycle works.",
-    "What are the main causes of the seasons on Earth?",
-    "Give me a recipe for pancakes.",
-    "Describe the water cycle.",
-    "Why is the sky blue?",
-    "Summarize the plot of a heist movie you invent.",
-    "List ten uses for a paperclip.",
+from conftest import LIBRARY_SYSTEM as SYSTEM  # noqa: E402
+
+QUESTIONS = [
+    "Can you explain {} to a ten-year-old?",
+    "What is the most surprising fact about {}?",
+    "Write a short poem about {}.",
+    "Which book would you recommend to learn about {}?",
+    "Give me three questions to ask an expert on {}.",
+    "Summarize the history of {} in a few sentences.",
+    "What are common misconceptions about {}?",
+    "How would you start a school project on {}?",
 ]
+
+TOPICS = [
+    "volcanoes", "the water cycle", "honey bees", "black holes", "the Roman empire",
+    "photosynthesis", "chess openings", "the printing press", "coral reefs", "rainbows",
+    "electric cars", "the human heart", "ancient Egypt", "glaciers", "the internet",
+    "dinosaurs", "tides", "the violin", "bread baking", "lighthouses", "migrating birds",
+    "the moon landing", "earthquakes", "origami", "the Silk Road", "recycling plastic",
+    "octopuses", "the Olympic games", "wind turbines", "the Great Wall of China",
+]
+
+
+def questions():
+    """Every question of QUESTIONS x TOPICS once, topics varying fastest."""
+    return [q.format(t) for q in QUESTIONS for t in TOPICS]
 
 
 def percentile(xs, p):
@@ -54,10 +75,11 @@ class Stats:
         self.itl = []
 
 
-def one_request(url, headers, model, prompt, max_tokens, stats):
+def one_request(url, headers, model, system, prompt, max_tokens, stats):
+    messages = [{"role": "system", "content": system}] if system else []
     body = {
         "model": model,
-        "messages": [{"role": "user", "content": prompt}],
+        "messages": messages + [{"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
         "temperature": 0.7,
         "stream": True,
@@ -110,16 +132,21 @@ def one_request(url, headers, model, prompt, max_tokens, stats):
         stats.itl.extend(gaps)
 
 
-def run(url, api_key, model, clients, duration, max_tokens):
+def run(url, api_key, model, system, clients, duration, max_tokens):
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     stats = Stats()
     stop_at = time.perf_counter() + duration
+    pool = questions()
+    taken = iter(range(10**9))
+    take_lock = threading.Lock()
 
     def client(i):
-        n = i
         while time.perf_counter() < stop_at:
-            one_request(url, headers, model, PROMPTS[n % len(PROMPTS)], max_tokens, stats)
-            n += clients
+            with take_lock:
+                n = next(taken)
+            if n >= len(pool):
+                break  # every question asked once
+            one_request(url, headers, model, system, pool[n], max_tokens, stats)
 
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
@@ -139,6 +166,7 @@ def main():
     ap.add_argument("-n", "--clients", type=int, default=4)
     ap.add_argument("-d", "--duration", type=float, default=60.0, help="seconds")
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--system-prompt", default=SYSTEM, help="system message of every request ('' for none)")
     ap.add_argument("-c", "--ctx-size", type=int, default=0, help="with no --url: -c (default 1024 per client)")
     ap.add_argument("--serve-arg", action="append", default=[], help="with no --url: extra flag for turbine serve (repeatable)")
     ap.add_argument("--json", action="store_true", help="print one JSON line")
@@ -153,7 +181,9 @@ def main():
         server = Server(smollm2_args("-c", ctx, "-np", args.clients, *args.serve_arg))
         url = server.url
     try:
-        stats, elapsed = run(url, args.api_key, args.model, args.clients, args.duration, args.max_tokens)
+        stats, elapsed = run(
+            url, args.api_key, args.model, args.system_prompt, args.clients, args.duration, args.max_tokens
+        )
     finally:
         if server:
             server.stop()

@@ -70,6 +70,11 @@ pub struct Args {
     pub top_p: Option<f32>,
     #[arg(long = "min-p")]
     pub min_p: Option<f32>,
+    /// A request goes to the idle slot whose cached tokens share the longest prefix with its
+    /// prompt if that prefix is more than this fraction of the prompt, else to the least
+    /// recently used slot (0: always the least recently used). Default 0.1.
+    #[arg(long = "slot-prompt-similarity", visible_alias = "sps")]
+    pub slot_prompt_similarity: Option<f32>,
 
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -132,6 +137,10 @@ impl Args {
         add("top-k", self.top_k.map(|v| v.to_string()));
         add("top-p", self.top_p.map(|v| v.to_string()));
         add("min-p", self.min_p.map(|v| v.to_string()));
+        add(
+            "slot-prompt-similarity",
+            self.slot_prompt_similarity.map(|v| v.to_string()),
+        );
         out
     }
 

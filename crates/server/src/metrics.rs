@@ -63,13 +63,21 @@ impl Histogram {
 /// Metrics of one loaded model, written by its engine thread.
 #[derive(Default)]
 pub struct EngineMetrics {
+    /// Prompt tokens evaluated (those taken from a slot's cache are counted apart).
     pub prompt_tokens: AtomicU64,
+    pub prompt_tokens_cached: AtomicU64,
+    /// Idle slots' caches given up to make room for running requests.
+    pub idle_caches_evicted: AtomicU64,
     pub generated_tokens: AtomicU64,
     pub requests_finished: AtomicU64,
     pub requests_cancelled: AtomicU64,
     pub requests_failed: AtomicU64,
     pub ttft: Histogram,
     pub itl: Histogram,
+    /// Arrival to getting a slot.
+    pub queue_wait: Histogram,
+    /// Getting a slot to the first token (prompt evaluation, beside other requests' steps).
+    pub prompt_eval: Histogram,
     pub processing: AtomicU64,
     pub waiting: AtomicU64,
     pub kv_cells_used: AtomicU64,
@@ -132,6 +140,16 @@ const FAMILIES: &[Family] = &[
         help: "Prompt tokens evaluated.",
     },
     Family {
+        name: "turbine_prompt_tokens_cached_total",
+        kind: "counter",
+        help: "Prompt tokens taken from a slot's cache instead of evaluated.",
+    },
+    Family {
+        name: "turbine_idle_caches_evicted_total",
+        kind: "counter",
+        help: "Idle slots' prompt caches given up to make room for running requests.",
+    },
+    Family {
         name: "turbine_generated_tokens_total",
         kind: "counter",
         help: "Tokens generated.",
@@ -164,7 +182,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "turbine_kv_cells_used",
         kind: "gauge",
-        help: "KV cache cells (tokens) held by sequences.",
+        help: "KV cache cells (tokens) held by slots, running or keeping a prompt cache.",
     },
     Family {
         name: "turbine_kv_cells_total",
@@ -174,7 +192,7 @@ const FAMILIES: &[Family] = &[
     Family {
         name: "turbine_kv_pages_used",
         kind: "gauge",
-        help: "KV cache pages held by sequences.",
+        help: "KV cache pages held by slots, running or keeping a prompt cache.",
     },
     Family {
         name: "turbine_kv_pages_free",
@@ -205,6 +223,8 @@ impl Exposition {
         let value = |m: &EngineMetrics, name: &str| -> u64 {
             let a = match name {
                 "turbine_prompt_tokens_total" => &m.prompt_tokens,
+                "turbine_prompt_tokens_cached_total" => &m.prompt_tokens_cached,
+                "turbine_idle_caches_evicted_total" => &m.idle_caches_evicted,
                 "turbine_generated_tokens_total" => &m.generated_tokens,
                 "turbine_requests_finished_total" => &m.requests_finished,
                 "turbine_requests_cancelled_total" => &m.requests_cancelled,
@@ -235,23 +255,34 @@ impl Exposition {
                 );
             }
         }
-        for (name, help, pick) in [
+        type Pick = fn(&EngineMetrics) -> &Histogram;
+        let histograms: [(&str, &str, Pick); 4] = [
             (
                 "turbine_time_to_first_token_seconds",
                 "Time from request arrival to its first generated token.",
-                0,
+                |m| &m.ttft,
             ),
             (
                 "turbine_inter_token_latency_seconds",
                 "Time between consecutive tokens of one request.",
-                1,
+                |m| &m.itl,
             ),
-        ] {
+            (
+                "turbine_queue_wait_seconds",
+                "Time from request arrival until it gets a slot.",
+                |m| &m.queue_wait,
+            ),
+            (
+                "turbine_prompt_eval_seconds",
+                "Time from getting a slot to the first generated token.",
+                |m| &m.prompt_eval,
+            ),
+        ];
+        for (name, help, pick) in histograms {
             let _ = writeln!(self.out, "# HELP {name} {help}");
             let _ = writeln!(self.out, "# TYPE {name} histogram");
             for (model, m, _) in models {
-                let h = if pick == 0 { &m.ttft } else { &m.itl };
-                h.render(&mut self.out, name, &format!("model=\"{}\"", escape(model)));
+                pick(m).render(&mut self.out, name, &format!("model=\"{}\"", escape(model)));
             }
         }
         self.out.push_str(

@@ -18,8 +18,9 @@ use turbine_core::{Backend, MemoryPlan, Role};
 
 use crate::metrics::MemoryLine;
 use crate::mlock::{lock_weights, LockedRegion};
+use crate::scheduler::chunking::{probe_chunk_invariance, probe_is_conclusive};
 use crate::scheduler::runner::probe_batch_invariance;
-use crate::scheduler::{EngineHandle, ModelRunner, TokenText};
+use crate::scheduler::{EngineHandle, EngineOptions, ModelRunner, TokenText};
 
 /// Whether a step's sequences share one forward pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +53,8 @@ pub struct ModelSpec {
     /// Sampling defaults for requests that do not set a field.
     pub sampling: SamplerParams,
     pub batching: Batching,
+    /// `--slot-prompt-similarity`: see [`EngineOptions`].
+    pub slot_prompt_similarity: f32,
 }
 
 impl ModelSpec {
@@ -72,6 +75,7 @@ impl ModelSpec {
             load_on_startup: false,
             sampling: SamplerParams::default(),
             batching: Batching::Auto,
+            slot_prompt_similarity: EngineOptions::default().slot_prompt_similarity,
         }
     }
 
@@ -220,11 +224,24 @@ impl LoadedModel {
                 probe.max_abs_diff == 0.0
             }
         };
+        let chunk_invariant = probe_is_conclusive(spec.type_k, spec.type_v)
+            && probe_chunk_invariance(&mut model)
+                .map_err(|e| anyhow::anyhow!("{}: chunking probe failed: {e}", spec.name))?;
+        if !chunk_invariant {
+            eprintln!(
+                "{}: the prompt cache keeps only whole -ub chunks ({} tokens) of a slot's earlier prompt: a prompt's logits may depend on how it is cut into passes (probed, or a quantized KV type), and a reused prompt must give exactly the cold prompt's output",
+                spec.name, spec.n_ubatch
+            );
+        }
         let vocab: Arc<dyn TokenText> = Arc::clone(&tokenizer) as Arc<dyn TokenText>;
         let engine = EngineHandle::spawn(
-            ModelRunner::new(model, batched, turbine_core::cpu::PAGE_SIZE),
+            ModelRunner::new(model, batched, turbine_core::cpu::PAGE_SIZE)
+                .with_chunk_invariance(chunk_invariant),
             vocab,
             &spec.name,
+            EngineOptions {
+                slot_prompt_similarity: spec.slot_prompt_similarity,
+            },
         )
         .context("cannot start the engine thread")?;
         let loaded = LoadedModel {

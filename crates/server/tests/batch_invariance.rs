@@ -4,45 +4,22 @@
 //! the probe passes (so the default batches) and that several decode rows plus a prompt chunk
 //! in one pass match their solo logits bit for bit over a few steps.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use gguf::GgufFile;
-use models::{BatchRow, Model, RunConfig};
+use formats::GgmlType;
+use models::{BatchRow, Model};
 use server::scheduler::runner::probe_batch_invariance;
 use turbine_core::cpu::CpuBackend;
 
-fn model_path() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        return Some(p);
-    }
-    if std::env::var("TURBINE_REQUIRE_ASSETS").as_deref() == Ok("1") {
-        panic!("{} is missing and TURBINE_REQUIRE_ASSETS=1", p.display());
-    }
-    eprintln!(
-        "skipped: {} not found (run scripts/fetch-models.sh)",
-        p.display()
-    );
-    None
-}
+mod support;
 
-fn load(path: &PathBuf, n_seq: usize) -> Model<CpuBackend> {
-    let file = Arc::new(GgufFile::open(path).expect("open model"));
-    let cfg = RunConfig {
-        n_ctx: 512,
-        n_seq,
-        n_ubatch: 32,
-        n_batch: 32,
-        ..RunConfig::default()
-    };
-    Model::load(Arc::new(CpuBackend::new(2).expect("backend")), file, cfg).expect("load")
+fn load(path: &std::path::Path, n_seq: usize) -> Model<CpuBackend> {
+    support::load(path, n_seq, GgmlType::F16, GgmlType::F16)
 }
 
 #[test]
 fn load_time_probe_finds_the_batched_pass_exact() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = support::model_path() else {
+        return;
+    };
     let mut m = load(&path, 4);
     let probe = probe_batch_invariance(&mut m).expect("probe");
     assert_eq!(probe.max_abs_diff, 0.0, "{probe:?}");
@@ -50,7 +27,9 @@ fn load_time_probe_finds_the_batched_pass_exact() {
 
 #[test]
 fn decode_rows_and_a_prompt_chunk_match_their_solo_logits() {
-    let Some(path) = model_path() else { return };
+    let Some(path) = support::model_path() else {
+        return;
+    };
     let mut m = load(&path, 4);
     let prompts: [Vec<u32>; 4] = [
         vec![504, 3575, 282, 4649, 314],

@@ -249,6 +249,8 @@ pub fn common(f: &Fields, defaults: &SamplerParams) -> Result<Common, ApiError> 
     };
     let model = f.str("model")?.map(str::to_string);
     let ignore_eos = f.bool("ignore_eos")?.unwrap_or(false);
+    // llama-server's field: reuse the slot's cached prompt prefix (default on).
+    let cache_prompt = f.bool("cache_prompt")?.unwrap_or(true);
     Ok(Common {
         gen: GenParams {
             sampling: s,
@@ -256,6 +258,7 @@ pub fn common(f: &Fields, defaults: &SamplerParams) -> Result<Common, ApiError> 
             stop,
             logprobs: None,
             ignore_eos,
+            cache_prompt,
         },
         stream,
         include_usage,
@@ -295,6 +298,7 @@ mod tests {
             (json!({"stop": ["a", 3]}), "stop[1]"),
             (json!({"n": 2}), "n"),
             (json!({"stream": "yes"}), "stream"),
+            (json!({"cache_prompt": 1}), "cache_prompt"),
             (
                 json!({"stream_options": {"include_usage": 1}}),
                 "stream_options.include_usage",
@@ -327,6 +331,13 @@ mod tests {
         assert_eq!(c.gen.stop, vec!["\n".to_string()]);
         assert!(c.stream && c.include_usage);
         assert_eq!(c.model.as_deref(), Some("m"));
+        assert!(c.gen.cache_prompt, "cache_prompt is on unless turned off");
+        assert!(
+            !parse(json!({"cache_prompt": false}))
+                .unwrap()
+                .gen
+                .cache_prompt
+        );
     }
 
     #[test]

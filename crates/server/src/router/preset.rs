@@ -129,6 +129,7 @@ fn canonical(key: &str) -> &str {
         "t" => "threads",
         "temperature" => "temp",
         "a" => "alias",
+        "sps" => "slot-prompt-similarity",
         other => other,
     }
 }
@@ -172,6 +173,7 @@ fn check_key(s: &Setting) -> Result<(), String> {
         "seed",
         "context-shift",
         "batching",
+        "slot-prompt-similarity",
     ];
     if KNOWN.contains(&key) || IGNORED.contains(&key) {
         Ok(())
@@ -248,6 +250,13 @@ pub fn apply(spec: &mut ModelSpec, s: &Setting, dir: &Path) -> Result<(), String
         "top-k" => spec.sampling.top_k = v.parse().map_err(|_| bad("expected an integer"))?,
         "top-p" => spec.sampling.top_p = f32_of()?,
         "min-p" => spec.sampling.min_p = f32_of()?,
+        "slot-prompt-similarity" => {
+            let x = f32_of()?;
+            if !(0.0..=1.0).contains(&x) {
+                return Err(bad("expected a fraction from 0 to 1"));
+            }
+            spec.slot_prompt_similarity = x;
+        }
         "repeat-penalty" => spec.sampling.repeat_penalty = f32_of()?,
         "repeat-last-n" => {
             spec.sampling.repeat_last_n = v.parse().map_err(|_| bad("expected an integer"))?

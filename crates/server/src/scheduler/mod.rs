@@ -6,8 +6,16 @@
 //! for every sequence that has a sampled token, then spend at most one ubatch (`-ub`) of
 //! tokens on prompt prefill, split across prefilling sequences in arrival order. So a long
 //! prompt is prefilled a chunk per step while the other clients keep decoding.
+//!
+//! A finished request leaves its tokens in its slot's KV cache. The next request goes to the
+//! idle slot that shares the longest prefix with its prompt (see [`prefix`]), keeps that
+//! prefix and evaluates only the rest, as llama-server does with `cache_prompt`. Idle slots'
+//! caches are given up, least recently used first, when a step needs their pages; a
+//! cancelled or failed request's cache is dropped at once.
 
+pub mod chunking;
 mod logprobs;
+pub mod prefix;
 pub mod request;
 pub mod runner;
 mod sequence;
@@ -22,12 +30,30 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::metrics::EngineMetrics;
+use prefix::SlotCache;
 pub use request::{
     CancelFlag, CancelOnDrop, Event, FinishReason, GenParams, GenRequest, Logprobs, TokenLogprob,
     Usage,
 };
 pub use runner::{Chunk, ModelRunner, Runner, TokenText};
 use sequence::{Phase, Sequence};
+
+/// Engine settings that are not the model's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EngineOptions {
+    /// A request goes to the idle slot whose cache shares the longest prompt prefix, if that
+    /// is more than this fraction of the prompt (`--slot-prompt-similarity`; 0: least
+    /// recently used slot always).
+    pub slot_prompt_similarity: f32,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions {
+            slot_prompt_similarity: 0.1,
+        }
+    }
+}
 
 enum Msg {
     Submit(GenRequest),
@@ -80,6 +106,7 @@ impl EngineHandle {
         runner: R,
         vocab: Arc<dyn TokenText>,
         name: &str,
+        options: EngineOptions,
     ) -> std::io::Result<EngineHandle> {
         let shape = EngineShape {
             n_slots: runner.n_slots(),
@@ -91,7 +118,7 @@ impl EngineHandle {
             slots: Mutex::new(Vec::new()),
         });
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut engine = Engine::new(runner, vocab, Arc::clone(&shared), rx);
+        let mut engine = Engine::new(runner, vocab, Arc::clone(&shared), rx, options);
         engine.publish();
         let thread = std::thread::Builder::new()
             .name(format!("engine-{name}"))
@@ -156,6 +183,11 @@ struct Engine<R: Runner> {
     waiting: VecDeque<GenRequest>,
     /// Indexed by slot.
     slots: Vec<Option<Sequence>>,
+    /// What each idle slot holds from its last request (indexed by slot).
+    caches: Vec<SlotCache>,
+    options: EngineOptions,
+    /// Counts finished requests, to order slots by last use.
+    tick: u64,
     next_order: u64,
     shutdown: Option<Instant>,
     /// Why the engine is stopping, for the errors of the requests it ends.
@@ -170,15 +202,19 @@ impl<R: Runner> Engine<R> {
         vocab: Arc<dyn TokenText>,
         shared: Arc<EngineShared>,
         rx: Receiver<Msg>,
+        options: EngineOptions,
     ) -> Engine<R> {
         let slots = (0..runner.n_slots()).map(|_| None).collect();
         Engine {
+            caches: vec![SlotCache::default(); runner.n_slots()],
             runner,
             vocab,
             shared,
             rx,
             waiting: VecDeque::new(),
             slots,
+            options,
+            tick: 0,
             next_order: 0,
             shutdown: None,
             why: String::new(),
@@ -262,10 +298,56 @@ impl<R: Runner> Engine<R> {
         }
     }
 
+    /// Ends the slot's request and drops everything the slot holds (cancelled or failed
+    /// requests: their pages return at once).
     fn free_slot(&mut self, slot: usize) {
         self.slots[slot] = None;
+        self.clear_cache(slot);
+    }
+
+    fn clear_cache(&mut self, slot: usize) {
+        self.caches[slot].clear();
         if let Err(e) = self.runner.clear(slot) {
             eprintln!("engine: clearing slot {slot} failed: {e}");
+        }
+    }
+
+    /// Ends the slot's finished request, keeping its tokens cached for the next request.
+    fn retire_slot(&mut self, slot: usize) {
+        let Some(seq) = self.slots[slot].take() else {
+            return;
+        };
+        let held = self.runner.cached(slot);
+        let mut tokens = seq.tokens;
+        if held > tokens.len() {
+            // The cache holds rows the engine cannot name: nothing can be reused.
+            self.clear_cache(slot);
+            return;
+        }
+        tokens.truncate(held);
+        self.tick += 1;
+        self.caches[slot] = SlotCache {
+            tokens,
+            prompt_rows: seq.n_prompt.min(held),
+            last_used: self.tick,
+        };
+    }
+
+    /// Gives up idle slots' caches, least recently used first, until `need` pages are free
+    /// (or no idle cache is left).
+    fn make_room(&mut self, need: usize) {
+        while self.runner.pages_free() < need {
+            let victim = (0..self.slots.len())
+                .filter(|&s| self.slots[s].is_none() && self.runner.cached(s) > 0)
+                .min_by_key(|&s| self.caches[s].last_used);
+            let Some(slot) = victim else {
+                return;
+            };
+            self.clear_cache(slot);
+            self.shared
+                .metrics
+                .idle_caches_evicted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -288,37 +370,74 @@ impl<R: Runner> Engine<R> {
     }
 
     fn admit(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
         if self.shutdown.is_some() {
             return;
         }
         let n_vocab = self.runner.n_vocab();
-        for slot in 0..self.slots.len() {
-            if self.slots[slot].is_some() {
-                continue;
+        loop {
+            let idle: Vec<usize> = (0..self.slots.len())
+                .filter(|&s| self.slots[s].is_none())
+                .collect();
+            if idle.is_empty() {
+                break;
             }
             let Some(req) = self.waiting.pop_front() else {
                 break;
             };
-            // The slot may hold cells from a failed run; start clean.
-            if self.runner.cached(slot) > 0 {
-                let _ = self.runner.clear(slot);
+            let similarity = if req.params.cache_prompt {
+                self.options.slot_prompt_similarity
+            } else {
+                0.0
+            };
+            let Some(slot) = prefix::pick_slot(&self.caches, &idle, &req.prompt, similarity) else {
+                break;
+            };
+            let keep = self.reusable(slot, &req);
+            if self.runner.cached(slot) > keep {
+                if let Err(e) = self.runner.truncate(slot, keep) {
+                    eprintln!("engine: truncating slot {slot} failed: {e}");
+                }
             }
-            self.shared.metrics.prompt_tokens.fetch_add(
-                req.prompt.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            self.slots[slot] = Some(Sequence::new(req, slot, self.next_order, n_vocab));
+            let keep = if self.runner.cached(slot) == keep {
+                keep
+            } else {
+                self.clear_cache(slot);
+                0
+            };
+            self.caches[slot].clear();
+            let m = &self.shared.metrics;
+            m.prompt_tokens
+                .fetch_add(req.prompt.len().saturating_sub(keep) as u64, Relaxed);
+            m.prompt_tokens_cached.fetch_add(keep as u64, Relaxed);
+            m.queue_wait.observe(req.arrived.elapsed().as_secs_f64());
+            self.slots[slot] = Some(Sequence::new(req, slot, self.next_order, n_vocab, keep));
             self.next_order += 1;
         }
+    }
+
+    /// Tokens of `slot`'s cache that `req` may keep.
+    fn reusable(&self, slot: usize, req: &GenRequest) -> usize {
+        let cache = &self.caches[slot];
+        let cached = self.runner.cached(slot);
+        if !req.params.cache_prompt || cached != cache.tokens.len() {
+            return 0;
+        }
+        let common = prefix::common_prefix(&cache.tokens, &req.prompt);
+        self.runner
+            .reusable(cached, common, cache.prompt_rows, req.prompt.len())
+            .min(common)
+            .min(req.prompt.len().saturating_sub(1))
     }
 
     /// One forward pass over every decoding sequence's next token plus prompt chunks.
     ///
     /// Prompt tokens per step are capped at one ubatch (`-ub`), so a long prompt is
     /// prefilled a chunk per step while the others keep decoding. A prompt is always cut at
-    /// the same places (every `max_chunk` tokens from its start), whatever else runs: a
-    /// request's output must not depend on its neighbours. Chunks that do not fit the pass's
-    /// rows beside the decode rows run in a pass of their own in the same step.
+    /// the same places (every `max_chunk` tokens from its start, also when a cached prefix
+    /// is kept), whatever else runs: a request's output must not depend on its neighbours.
+    /// Chunks that do not fit the pass's rows beside the decode rows run in a pass of their
+    /// own in the same step.
     fn step(&mut self) {
         let max_chunk = self.runner.max_chunk().max(1);
         let max_rows = self.runner.max_rows().max(1);
@@ -338,7 +457,7 @@ impl<R: Runner> Engine<R> {
             let Some(seq) = self.slots[slot].as_ref() else {
                 continue;
             };
-            let n = (seq.n_prompt - done).min(max_chunk);
+            let n = seq.n_prompt.min((done / max_chunk + 1) * max_chunk) - done;
             if n > budget {
                 continue;
             }
@@ -357,6 +476,18 @@ impl<R: Runner> Engine<R> {
                 later.push(p);
             }
         }
+        let page = self.runner.page_tokens().max(1);
+        let grow = |slot: usize, n: usize| {
+            let held = self.runner.cached(slot);
+            (held + n).div_ceil(page) - held.div_ceil(page)
+        };
+        let need: usize = decode.iter().map(|&(slot, _)| grow(slot, 1)).sum::<usize>()
+            + first
+                .iter()
+                .chain(&later)
+                .map(|p| grow(p.0, p.2))
+                .sum::<usize>();
+        self.make_room(need);
         self.run_pass(&decode, &first);
         for p in later {
             self.run_pass(&[], &[p]);
@@ -432,12 +563,15 @@ impl<R: Runner> Engine<R> {
         if let Some(t) = outcome.ttft {
             m.ttft.observe(t);
         }
+        if let Some(t) = outcome.prompt_eval {
+            m.prompt_eval.observe(t);
+        }
         if let Some(t) = outcome.itl {
             m.itl.observe(t);
         }
         if outcome.finished {
             m.requests_finished.fetch_add(1, Relaxed);
-            self.free_slot(slot);
+            self.retire_slot(slot);
         }
     }
 

@@ -8,7 +8,7 @@ use engine::SamplerParams;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Everything that shapes one generation besides the prompt.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct GenParams {
     pub sampling: SamplerParams,
     /// Most tokens to generate; `None`: until end of generation or the slot is full.
@@ -20,6 +20,22 @@ pub struct GenParams {
     pub logprobs: Option<usize>,
     /// Keep generating past end-of-generation tokens.
     pub ignore_eos: bool,
+    /// Reuse the longest prefix of the prompt that a slot still holds from its last request
+    /// (llama-server's `cache_prompt`, on by default); off: the whole prompt is evaluated.
+    pub cache_prompt: bool,
+}
+
+impl Default for GenParams {
+    fn default() -> GenParams {
+        GenParams {
+            sampling: SamplerParams::default(),
+            max_tokens: None,
+            stop: Vec::new(),
+            logprobs: None,
+            ignore_eos: false,
+            cache_prompt: true,
+        }
+    }
 }
 
 /// Set by the HTTP side when its client is gone (or timed out); the engine frees the slot at
@@ -102,6 +118,8 @@ impl FinishReason {
 pub struct Usage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
+    /// Prompt tokens taken from the slot's cache instead of evaluated.
+    pub cached_tokens: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 
 use models::{BatchRow, Model};
+
+use super::chunking::ReuseRule;
 use turbine_core::{Backend, MemoryPlan};
 
 /// Logits of one chunk's last token (empty when the chunk did not ask for them), or why the
@@ -49,8 +51,23 @@ pub trait Runner {
             }
         }
     }
-    /// Forgets everything `slot` holds (its KV cells return to the pool).
-    fn clear(&mut self, slot: usize) -> Result<(), String>;
+    /// Forgets the tokens `slot` holds from position `keep` on (their KV cells return to the
+    /// pool).
+    fn truncate(&mut self, slot: usize, keep: usize) -> Result<(), String>;
+    /// Forgets everything `slot` holds.
+    fn clear(&mut self, slot: usize) -> Result<(), String> {
+        self.truncate(slot, 0)
+    }
+    /// How many of the `cached` tokens a slot holds to keep for a new prompt of `n_prompt`
+    /// tokens whose first `common` tokens equal them, so that the prompt gets exactly the
+    /// logits a cold prefill gives. `prompt_rows`: the leading cached rows that were written
+    /// by prompt chunks (cut at multiples of [`max_chunk`](Self::max_chunk) from position 0);
+    /// the rest were written one decode step at a time. At least the prompt's last token is
+    /// always evaluated again, for its logits.
+    fn reusable(&self, cached: usize, common: usize, prompt_rows: usize, n_prompt: usize) -> usize {
+        let _ = (cached, prompt_rows);
+        common.min(n_prompt.saturating_sub(1))
+    }
     /// Tokens per KV page, for the pages-used gauge.
     fn page_tokens(&self) -> usize {
         16
@@ -58,6 +75,14 @@ pub trait Runner {
     /// Pages in the KV pool.
     fn pages_total(&self) -> usize {
         self.slot_capacity().div_ceil(self.page_tokens().max(1)) * self.n_slots()
+    }
+    /// Pages no slot holds: the pool less each slot's pages.
+    fn pages_free(&self) -> usize {
+        let page = self.page_tokens().max(1);
+        let used: usize = (0..self.n_slots())
+            .map(|s| self.cached(s).div_ceil(page))
+            .sum();
+        self.pages_total().saturating_sub(used)
     }
 }
 
@@ -72,6 +97,8 @@ pub struct ModelRunner<B: Backend> {
     batched: bool,
     /// Tokens per page of the backend's KV cache.
     page_tokens: usize,
+    /// What the next request may keep of a slot's cache.
+    reuse: ReuseRule,
 }
 
 /// What [`probe_batch_invariance`] found.
@@ -140,14 +167,35 @@ pub fn probe_batch_invariance<B: Backend>(model: &mut Model<B>) -> Result<Invari
 impl<B: Backend> ModelRunner<B> {
     /// Wraps `model`; `batched` runs each step as one pass (see [`probe_batch_invariance`]);
     /// `page_tokens` is the backend's KV page size.
+    /// A kept prompt prefix is at first limited to whole `-ub` chunks of prompt rows (exact
+    /// whatever the kernels do); [`with_chunk_invariance`](Self::with_chunk_invariance) lifts
+    /// that.
     pub fn new(model: Model<B>, batched: bool, page_tokens: usize) -> ModelRunner<B> {
         let rows = Vec::with_capacity(model.config().max_rows());
+        let reuse = ReuseRule {
+            chunk_invariant: false,
+            chunk: model.config().n_ubatch,
+            truncatable: model.can_truncate_prefix(),
+        };
         ModelRunner {
             model,
             rows,
             batched,
             page_tokens,
+            reuse,
         }
+    }
+
+    /// Declares whether the forward pass is chunk invariant (see
+    /// [`probe_chunk_invariance`](super::chunking::probe_chunk_invariance)): then a request
+    /// keeps the whole prefix it shares with a slot's cache.
+    pub fn with_chunk_invariance(mut self, invariant: bool) -> ModelRunner<B> {
+        self.reuse.chunk_invariant = invariant;
+        self
+    }
+
+    pub fn reuse_rule(&self) -> ReuseRule {
+        self.reuse
     }
 
     pub fn is_batched(&self) -> bool {
@@ -236,8 +284,12 @@ impl<B: Backend> Runner for ModelRunner<B> {
         }
     }
 
-    fn clear(&mut self, slot: usize) -> Result<(), String> {
-        self.model.truncate(slot, 0).map_err(|e| e.to_string())
+    fn truncate(&mut self, slot: usize, keep: usize) -> Result<(), String> {
+        self.model.truncate(slot, keep).map_err(|e| e.to_string())
+    }
+
+    fn reusable(&self, cached: usize, common: usize, prompt_rows: usize, n_prompt: usize) -> usize {
+        self.reuse.keep(cached, common, prompt_rows, n_prompt)
     }
 
     fn page_tokens(&self) -> usize {

@@ -25,10 +25,14 @@ pub struct Sequence {
     /// Prompt then generated tokens (the penalty history).
     pub tokens: Vec<u32>,
     pub n_prompt: usize,
+    /// Prompt tokens the slot already held (not evaluated again).
+    pub n_reused: usize,
     pub n_generated: usize,
     pub phase: Phase,
     /// Admission order, for fair prefill.
     pub order: u64,
+    /// When the request got its slot (prompt evaluation time counts from here).
+    pub admitted: Instant,
     pub last_token_at: Option<Instant>,
     sampler: Sampler,
     decoder: StreamDecoder,
@@ -39,6 +43,8 @@ pub struct Sequence {
 pub struct TokenOutcome {
     /// Seconds since arrival if this was the first token (time to first token).
     pub ttft: Option<f64>,
+    /// Seconds from admission to the first token (prompt evaluation), with `ttft`.
+    pub prompt_eval: Option<f64>,
     /// Seconds since the previous token otherwise.
     pub itl: Option<f64>,
     /// The sequence is finished (its slot can be freed).
@@ -46,7 +52,14 @@ pub struct TokenOutcome {
 }
 
 impl Sequence {
-    pub fn new(req: GenRequest, slot: usize, order: u64, n_vocab: usize) -> Sequence {
+    /// A request in `slot` whose first `reused` prompt tokens the slot already holds.
+    pub fn new(
+        req: GenRequest,
+        slot: usize,
+        order: u64,
+        n_vocab: usize,
+        reused: usize,
+    ) -> Sequence {
         let sampler = Sampler::new(req.params.sampling.clone(), n_vocab);
         let stops = StopMatcher::new(req.params.stop.clone());
         let n_prompt = req.prompt.len();
@@ -58,9 +71,11 @@ impl Sequence {
             slot,
             tokens,
             n_prompt,
+            n_reused: reused,
             n_generated: 0,
-            phase: Phase::Prefill { done: 0 },
+            phase: Phase::Prefill { done: reused },
             order,
+            admitted: Instant::now(),
             last_token_at: None,
             sampler,
             decoder: StreamDecoder::new(),
@@ -77,6 +92,7 @@ impl Sequence {
         Usage {
             prompt_tokens: self.n_prompt,
             completion_tokens: self.n_generated,
+            cached_tokens: self.n_reused,
         }
     }
 
@@ -93,11 +109,15 @@ impl Sequence {
         let id = self.sampler.sample(logits, &self.tokens);
         let mut outcome = TokenOutcome {
             ttft: None,
+            prompt_eval: None,
             itl: None,
             finished: false,
         };
         match self.last_token_at {
-            None => outcome.ttft = Some(now.duration_since(self.req.arrived).as_secs_f64()),
+            None => {
+                outcome.ttft = Some(now.duration_since(self.req.arrived).as_secs_f64());
+                outcome.prompt_eval = Some(now.duration_since(self.admitted).as_secs_f64());
+            }
             Some(prev) => outcome.itl = Some(now.duration_since(prev).as_secs_f64()),
         }
         self.last_token_at = Some(now);

@@ -25,6 +25,11 @@ struct Fake {
     /// Token 0 (end of generation) wins once a sequence holds this many tokens.
     eog_at: Option<usize>,
     step_delay: Duration,
+    /// A KV pool smaller than every slot at capacity (pages of 4 tokens): a step that needs
+    /// more pages than are free fails, as the real cache does.
+    pool_pages: Option<usize>,
+    /// Tokens evaluated per slot (all passes), to see what a cached prefix saved.
+    evaluated: Arc<Mutex<Vec<usize>>>,
 }
 
 impl Fake {
@@ -38,6 +43,8 @@ impl Fake {
             log: Arc::new(Mutex::new(Vec::new())),
             eog_at: None,
             step_delay: Duration::ZERO,
+            pool_pages: None,
+            evaluated: Arc::new(Mutex::new(vec![0; slots])),
         }
     }
 
@@ -86,6 +93,12 @@ impl Runner for Fake {
         if self.cache[slot].len() + tokens.len() > self.capacity {
             return Err("context full".into());
         }
+        let grow = (self.cache[slot].len() + tokens.len()).div_ceil(4)
+            - self.cache[slot].len().div_ceil(4);
+        if grow > self.pages_free() {
+            return Err("out of KV pages".into());
+        }
+        self.evaluated.lock().unwrap()[slot] += tokens.len();
         self.cache[slot].extend_from_slice(tokens);
         self.fill_logits(slot);
         Ok(&self.logits)
@@ -111,12 +124,16 @@ impl Runner for Fake {
             }
         }
     }
-    fn clear(&mut self, slot: usize) -> Result<(), String> {
-        self.cache[slot].clear();
+    fn truncate(&mut self, slot: usize, keep: usize) -> Result<(), String> {
+        self.cache[slot].truncate(keep);
         Ok(())
     }
     fn page_tokens(&self) -> usize {
         4
+    }
+    fn pages_total(&self) -> usize {
+        self.pool_pages
+            .unwrap_or_else(|| self.capacity.div_ceil(4) * self.cache.len())
     }
 }
 
@@ -202,7 +219,7 @@ fn collect(mut rx: UnboundedReceiver<Event>) -> Outcome {
 }
 
 fn spawn(fake: Fake) -> EngineHandle {
-    EngineHandle::spawn(fake, Arc::new(Letters), "test").unwrap()
+    EngineHandle::spawn(fake, Arc::new(Letters), "test", EngineOptions::default()).unwrap()
 }
 
 fn wait_until(mut f: impl FnMut() -> bool) {
@@ -228,13 +245,14 @@ fn one_request_runs_to_max_tokens() {
         o.usage,
         Usage {
             prompt_tokens: 3,
-            completion_tokens: 6
+            completion_tokens: 6,
+            cached_tokens: 0,
         }
     );
+    // The slot keeps what it evaluated: the prompt and every generated token but the last.
     wait_until(|| {
-        h.slots()
-            .iter()
-            .all(|s| !s.is_processing && s.n_cached == 0)
+        let s = h.slots();
+        s.iter().all(|s| !s.is_processing) && s.iter().map(|s| s.n_cached).sum::<usize>() == 8
     });
     let m = &h.shared().metrics;
     assert_eq!(
@@ -266,9 +284,15 @@ fn concurrent_requests_match_their_solo_runs() {
     let log = Arc::clone(&fake.log);
     let h = spawn(fake);
     let rxs: Vec<_> = prompts.iter().map(|p| submit(&h, p, greedy(12))).collect();
+    let mut reused = 0;
     for (i, (rx, _c)) in rxs.into_iter().enumerate() {
-        assert_eq!(collect(rx), solo[i], "request {i}");
+        let mut o = collect(rx);
+        // Some prompts share a prefix with an earlier one left in its slot: same output.
+        reused += o.usage.cached_tokens;
+        o.usage.cached_tokens = 0;
+        assert_eq!(o, solo[i], "request {i}");
     }
+    assert!(reused > 0, "no prompt prefix was reused");
     // Passes ran the three slots' decode rows together.
     let log = log.lock().unwrap();
     assert!(log
@@ -345,16 +369,21 @@ fn cancelled_request_frees_its_slot_and_others_continue() {
     });
     let b = collect(rx_b);
     assert_eq!(b.reason, Some(FinishReason::Length));
-    wait_until(|| h.slots().iter().all(|s| s.n_cached == 0));
+    // A's slot (0, the first free) holds nothing; B's keeps its 2 + 49 evaluated tokens.
+    wait_until(|| {
+        let s = h.slots();
+        s[0].n_cached == 0 && s[1].n_cached == 51 && !s[1].is_processing
+    });
     let m = &h.shared().metrics;
     assert_eq!(
         m.requests_cancelled
             .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
+    wait_until(|| m.kv_cells_used.load(std::sync::atomic::Ordering::Relaxed) == 51);
     assert_eq!(
-        m.kv_cells_used.load(std::sync::atomic::Ordering::Relaxed),
-        0
+        m.kv_pages_used.load(std::sync::atomic::Ordering::Relaxed),
+        51usize.div_ceil(4) as u64
     );
 }
 
@@ -479,9 +508,11 @@ fn prompts_are_cut_at_the_same_places_whatever_runs_beside_them() {
     let log = Arc::clone(&fake.log);
     let h = spawn(fake);
     let lens = [20usize, 13, 7];
+    // Distinct tokens: no prompt can take another's cached prefix.
     let rxs: Vec<_> = lens
         .iter()
-        .map(|&n| submit(&h, &vec![3; n], greedy(2)))
+        .enumerate()
+        .map(|(i, &n)| submit(&h, &vec![3 + i as u32; n], greedy(2)))
         .collect();
     for (rx, _c) in rxs {
         collect(rx);
@@ -500,4 +531,122 @@ fn prompts_are_cut_at_the_same_places_whatever_runs_beside_them() {
         let solo: Vec<usize> = (0..n).step_by(8).map(|i| (n - i).min(8)).collect();
         assert_eq!(chunks, solo, "slot {slot}: {log:?}");
     }
+}
+
+fn prompt(prefix: &[u32], rest: &[u32]) -> Vec<u32> {
+    prefix.iter().chain(rest).copied().collect()
+}
+
+/// A 30-token prefix (three chunks of 8 and a piece), as a system prompt would be.
+fn system() -> Vec<u32> {
+    (0..30).map(|i| 1 + (i * 7) % 15).collect()
+}
+
+#[test]
+fn a_shared_prefix_is_reused_and_the_output_is_the_cold_output() {
+    let second = prompt(&system(), &[9, 4, 2]);
+    let cold = collect(submit(&spawn(Fake::new(1, 128, 8)), &second, greedy(10)).0);
+    assert_eq!(cold.usage.cached_tokens, 0);
+
+    let fake = Fake::new(1, 128, 8);
+    let evaluated = Arc::clone(&fake.evaluated);
+    let log = Arc::clone(&fake.log);
+    let h = spawn(fake);
+    let first = collect(submit(&h, &prompt(&system(), &[3, 3]), greedy(10)).0);
+    assert_eq!(first.usage.cached_tokens, 0);
+    let before = evaluated.lock().unwrap()[0];
+    let n_log = log.lock().unwrap().len();
+    let warm = collect(submit(&h, &second, greedy(10)).0);
+    assert_eq!(warm.usage.cached_tokens, 30);
+    assert_eq!(warm.usage.prompt_tokens, 33);
+    assert_eq!((&warm.text, &warm.ids), (&cold.text, &cold.ids));
+    // Only the 3 new prompt tokens and the 9 fed generated tokens were evaluated, and the
+    // prompt was cut where a cold prefill cuts it (positions 30..32, then 32..33).
+    assert_eq!(evaluated.lock().unwrap()[0] - before, 3 + 9);
+    let log = log.lock().unwrap();
+    assert_eq!(log[n_log][..], [(0, 2)], "{log:?}");
+    assert_eq!(log[n_log + 1][..], [(0, 1)], "{log:?}");
+    let m = &h.shared().metrics;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(m.prompt_tokens_cached.load(Relaxed), 30);
+    assert_eq!(m.prompt_tokens.load(Relaxed), 32 + 3);
+}
+
+#[test]
+fn a_prompt_cached_whole_evaluates_its_last_token_again() {
+    let p = prompt(&system(), &[5]);
+    let h = spawn(Fake::new(1, 128, 8));
+    let a = collect(submit(&h, &p, greedy(6)).0);
+    let b = collect(submit(&h, &p, greedy(6)).0);
+    assert_eq!(b.usage.cached_tokens, p.len() - 1);
+    assert_eq!((a.text, a.ids), (b.text, b.ids));
+}
+
+#[test]
+fn cache_prompt_false_evaluates_the_whole_prompt() {
+    let fake = Fake::new(1, 128, 8);
+    let evaluated = Arc::clone(&fake.evaluated);
+    let h = spawn(fake);
+    let p = prompt(&system(), &[5]);
+    let a = collect(submit(&h, &p, greedy(4)).0);
+    let before = evaluated.lock().unwrap()[0];
+    let params = GenParams {
+        cache_prompt: false,
+        ..greedy(4)
+    };
+    let b = collect(submit(&h, &p, params).0);
+    assert_eq!(b.usage.cached_tokens, 0);
+    assert_eq!(evaluated.lock().unwrap()[0] - before, p.len() + 3);
+    assert_eq!(a.ids, b.ids);
+}
+
+#[test]
+fn a_request_goes_to_the_slot_holding_its_prefix_not_the_least_recently_used() {
+    let mut fake = Fake::new(2, 128, 8);
+    fake.step_delay = Duration::from_millis(1);
+    let h = spawn(fake);
+    let other: Vec<u32> = (0..20).map(|i| 1 + (i * 4) % 15).collect();
+    // Slot 0 runs `other` and finishes first; slot 1 runs the system prompt and finishes
+    // last, so slot 0 is the least recently used.
+    let (rx0, _a) = submit(&h, &prompt(&other, &[1]), greedy(2));
+    let (rx1, _b) = submit(&h, &prompt(&system(), &[2]), greedy(12));
+    collect(rx0);
+    collect(rx1);
+    wait_until(|| {
+        let s = h.slots();
+        (s[0].n_cached, s[1].n_cached) == (22, 42)
+    });
+    let o = collect(submit(&h, &prompt(&system(), &[4, 4]), greedy(2)).0);
+    assert_eq!(o.usage.cached_tokens, 30);
+    // A prompt sharing less than 10% with every cache goes to the least recently used slot
+    // (slot 0) and keeps what it shares (one token here).
+    let q = collect(submit(&h, &prompt(&[other[0]], &system()), greedy(2)).0);
+    assert_eq!(q.usage.cached_tokens, 1);
+    wait_until(|| h.slots()[0].n_cached == 32 && !h.slots()[0].is_processing);
+}
+
+#[test]
+fn page_pressure_gives_up_idle_caches_instead_of_failing() {
+    // 2 slots of 64 tokens over a pool of 20 pages (80 tokens).
+    let mut fake = Fake::new(2, 64, 8);
+    fake.pool_pages = Some(20);
+    let h = spawn(fake);
+    let a = collect(submit(&h, &prompt(&system(), &[1; 10]), greedy(10)).0);
+    assert!(a.error.is_none());
+    // Slot 0 keeps 49 tokens (13 pages); the next request (slot 1, never used) needs 15.
+    wait_until(|| h.slots()[0].n_cached == 49);
+    let other: Vec<u32> = (0..40).map(|i| 1 + (i * 4) % 15).collect();
+    let b = collect(submit(&h, &other, greedy(20)).0);
+    assert_eq!((b.error, b.reason), (None, Some(FinishReason::Length)));
+    assert_eq!(b.ids.len(), 20);
+    wait_until(|| {
+        let s = h.slots();
+        (s[0].n_cached, s[1].n_cached) == (0, 59)
+    });
+    let m = &h.shared().metrics;
+    assert_eq!(
+        m.idle_caches_evicted
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
