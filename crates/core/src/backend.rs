@@ -195,6 +195,21 @@ pub trait Backend: Send + Sync {
         w: &Self::Weight,
         eps: f32,
     ) -> Result<(), CoreError>;
+    /// A residual add and the next norm in one call: `x[r] += y[r]`, then `y[r] =
+    /// rms_norm(x[r]) · w` for `rows` rows of `n`. Backends may do it in one pass; the default
+    /// runs [`add`](Backend::add) and [`rms_norm`](Backend::rms_norm).
+    fn add_rms_norm(
+        &self,
+        x: &mut Self::Buffer,
+        y: &mut Self::Buffer,
+        rows: usize,
+        n: usize,
+        w: &Self::Weight,
+        eps: f32,
+    ) -> Result<(), CoreError> {
+        self.add(x, y, rows * n)?;
+        self.rms_norm(x, 0, rows, n, w, eps, y)
+    }
     /// `out[r][o] = Σ_i w[o][i] · x[r][i]` for `rows` rows; `w` has `dims = [k, n_out]`.
     fn matmul(
         &self,
@@ -260,6 +275,34 @@ pub trait Backend: Send + Sync {
         rope: &RopeParams,
         freq_factors: Option<&Self::Weight>,
     ) -> Result<(), CoreError>;
+    /// The query and key heads of an attention layer: each head RMS-normalized by its norm
+    /// weight where one is given (`q_norm`, `k_norm`), then rotated (`rope`) at its row's
+    /// position. Backends may do it in one pass; the default runs
+    /// [`rms_norm_inplace`](Backend::rms_norm_inplace) and [`rope`](Backend::rope) on each.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_rope_qk(
+        &self,
+        q: &mut Self::Buffer,
+        n_head: usize,
+        k: &mut Self::Buffer,
+        n_head_kv: usize,
+        head_dim: usize,
+        norms: (Option<&Self::Weight>, Option<&Self::Weight>),
+        eps: f32,
+        positions: &[i32],
+        rope: &RopeParams,
+        freq_factors: Option<&Self::Weight>,
+    ) -> Result<(), CoreError> {
+        let rows = positions.len();
+        if let Some(w) = norms.0 {
+            self.rms_norm_inplace(q, rows * n_head, head_dim, w, eps)?;
+        }
+        if let Some(w) = norms.1 {
+            self.rms_norm_inplace(k, rows * n_head_kv, head_dim, w, eps)?;
+        }
+        self.rope(q, n_head, head_dim, positions, rope, freq_factors)?;
+        self.rope(k, n_head_kv, head_dim, positions, rope, freq_factors)
+    }
     /// `x[..n] *= s`.
     fn scale(&self, x: &mut Self::Buffer, n: usize, s: f32) -> Result<(), CoreError>;
     /// `x[..n] += y[..n]`.

@@ -366,9 +366,30 @@ __device__ __forceinline__ void deq_run(const u8* row, int d0, int n, const floa
     if constexpr (is_turbo<T>()) {
         const u8* blk = row + (i64)(d0 >> 7) * TypeInfo<T>::BB;
         const float nrm = ld_h(blk);
+        const int j0 = d0 & 127;
+        if (n == 8) {
+            // The 8 indices' bits in one or two aligned 16-bit loads (blocks and their fields
+            // start at even offsets, and j0 is a multiple of 8).
+            if constexpr (T == TY_TURBO4) {
+                const u32 q = (u32)ld_u16(blk + 2 + (j0 >> 1)) | ((u32)ld_u16(blk + 4 + (j0 >> 1)) << 16);
+#pragma unroll
+                for (int i = 0; i < 8; i++) w[i] = cb[(q >> (4 * i)) & 15u] * nrm;
+            } else if constexpr (T == TY_TURBO3) {
+                const u32 lo = ld_u16(blk + 2 + (j0 >> 2));
+                const u32 hi = blk[34 + (j0 >> 3)];
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    w[i] = cb[((lo >> (2 * i)) & 3u) | (((hi >> i) & 1u) << 2)] * nrm;
+            } else {
+                const u32 lo = ld_u16(blk + 2 + (j0 >> 2));
+#pragma unroll
+                for (int i = 0; i < 8; i++) w[i] = cb[(lo >> (2 * i)) & 3u] * nrm;
+            }
+            return;
+        }
 #pragma unroll
         for (int i = 0; i < 8; i++)
-            if (i < n) w[i] = cb[turbo_index<T>(blk, (d0 & 127) + i)] * nrm;
+            if (i < n) w[i] = cb[turbo_index<T>(blk, j0 + i)] * nrm;
         return;
     }
 #pragma unroll

@@ -124,6 +124,34 @@ impl CudaBackend {
         )
     }
 
+    /// Runs `launch(positions_ptr, pos0)`: consecutive positions as their first (null
+    /// pointer), scattered ones staged on the device.
+    fn with_positions<F>(&self, op: &str, positions: &[i32], launch: F) -> Result<(), CoreError>
+    where
+        F: Fn(u64, i32) -> Result<(), CoreError>,
+    {
+        let contiguous = positions
+            .windows(2)
+            .all(|w| w[0].checked_add(1) == Some(w[1]));
+        match positions.first() {
+            None => Ok(()),
+            Some(&p0) if contiguous => launch(0, p0),
+            Some(_) => {
+                if positions.len() > STAGING_U32 {
+                    return Err(shape_err(
+                        op,
+                        format!(
+                            "{} scattered positions exceed {STAGING_U32}",
+                            positions.len()
+                        ),
+                    ));
+                }
+                let as_u32: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+                self.with_staged(op, &as_u32, |_, _, staged| launch(staged, 0))
+            }
+        }
+    }
+
     /// Products of more rows than the matvec takes go to cuBLAS where it is loaded.
     fn uses_blas(&self, ty: GgmlType, k: usize, rows: usize) -> bool {
         self.blas.is_some() && rows > matmul::MATVEC_MAX_ROWS && gemm::serves(ty, k)
@@ -404,6 +432,35 @@ impl Backend for CudaBackend {
         self.rms_norm_rows(xp, wp, xp, rows, n, eps)
     }
 
+    fn add_rms_norm(
+        &self,
+        x: &mut CudaBuffer,
+        y: &mut CudaBuffer,
+        rows: usize,
+        n: usize,
+        w: &CudaWeight,
+        eps: f32,
+    ) -> Result<(), CoreError> {
+        let wp = w.f32_vector("add_rms_norm", n)?;
+        let xp = x.f32_ptr(rows * n)?;
+        let yp = y.f32_ptr(rows * n)?;
+        let f = self.dev.function(&compile::NORM, &[], "add_rms_norm")?;
+        self.dev.launch(
+            "add_rms_norm",
+            &f,
+            (rows as u32, 1, 1),
+            256,
+            0,
+            &[
+                Arg::Ptr(xp),
+                Arg::Ptr(yp),
+                Arg::Ptr(wp),
+                Arg::I32(n as i32),
+                Arg::F32(eps),
+            ],
+        )
+    }
+
     fn matmul(
         &self,
         w: &CudaWeight,
@@ -532,23 +589,79 @@ impl Backend for CudaBackend {
                 ],
             )
         };
-        let contiguous = positions
-            .windows(2)
-            .all(|w| w[0].checked_add(1) == Some(w[1]));
-        match positions.first() {
-            None => Ok(()),
-            Some(&p0) if contiguous => launch(0, p0),
-            Some(_) => {
-                if rows > STAGING_U32 {
-                    return Err(shape_err(
-                        "rope",
-                        format!("{rows} scattered positions exceed {STAGING_U32}"),
-                    ));
-                }
-                let as_u32: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
-                self.with_staged("rope", &as_u32, |_, _, staged| launch(staged, 0))
-            }
+        self.with_positions("rope", positions, launch)
+    }
+
+    fn norm_rope_qk(
+        &self,
+        q: &mut CudaBuffer,
+        n_head: usize,
+        k: &mut CudaBuffer,
+        n_head_kv: usize,
+        head_dim: usize,
+        norms: (Option<&CudaWeight>, Option<&CudaWeight>),
+        eps: f32,
+        positions: &[i32],
+        rope: &RopeParams,
+        freq_factors: Option<&CudaWeight>,
+    ) -> Result<(), CoreError> {
+        const OP: &str = "norm_rope_qk";
+        let n_rot = rope.n_rot;
+        // The kernel holds one head (≤ 1024 values) and its angles (≤ 512) in shared memory.
+        if n_rot > head_dim || !n_rot.is_multiple_of(2) || head_dim > 1024 {
+            return Err(shape_err(
+                OP,
+                format!("{n_rot} rotated dimensions for heads of {head_dim}"),
+            ));
         }
+        if n_head + n_head_kv > 65535 {
+            return Err(shape_err(OP, format!("{n_head} + {n_head_kv} heads")));
+        }
+        let rows = positions.len();
+        let qp = q.f32_ptr(rows * n_head * head_dim)?;
+        let kp = k.f32_ptr(rows * n_head_kv * head_dim)?;
+        let qw = match norms.0 {
+            Some(w) => w.f32_vector(OP, head_dim)?,
+            None => 0,
+        };
+        let kw = match norms.1 {
+            Some(w) => w.f32_vector(OP, head_dim)?,
+            None => 0,
+        };
+        let ff = match freq_factors {
+            Some(w) => w.f32_vector(OP, n_rot / 2)?,
+            None => 0,
+        };
+        // Same f32 operation as the CPU reference, so the angle tables agree.
+        let theta_scale = rope.base.powf(-2.0 / n_rot as f32);
+        let f = self.dev.function(&compile::ROPE, &[], "norm_rope_qk")?;
+        let launch = |pos_ptr: u64, pos0: i32| {
+            self.dev.launch(
+                OP,
+                &f,
+                (rows as u32, (n_head + n_head_kv) as u32, 1),
+                128,
+                0,
+                &[
+                    Arg::Ptr(qp),
+                    Arg::Ptr(kp),
+                    Arg::Ptr(qw),
+                    Arg::Ptr(kw),
+                    Arg::I32(n_head as i32),
+                    Arg::I32(n_head_kv as i32),
+                    Arg::I32(head_dim as i32),
+                    Arg::F32(eps),
+                    Arg::Ptr(pos_ptr),
+                    Arg::I32(pos0),
+                    Arg::I32(n_rot as i32),
+                    Arg::F32(theta_scale),
+                    Arg::F32(rope.freq_scale),
+                    Arg::I32(rope.neox as i32),
+                    Arg::Ptr(ff),
+                ],
+            )
+        };
+        self.with_positions(OP, positions, launch)
     }
 
     fn scale(&self, x: &mut CudaBuffer, n: usize, s: f32) -> Result<(), CoreError> {

@@ -105,6 +105,8 @@ pub fn forward<B: Backend>(
     for (il, lw) in w.layers.iter().enumerate() {
         layer(b, hp, w, lw, il, act, kv, step)?;
     }
+    // The last layer's FFN output waits in `act.xn` (see `layer`).
+    b.add(&mut act.x, &act.xn, n * e)?;
     let rows = step.n_out.min(n);
     if rows == 0 {
         return Ok(());
@@ -142,7 +144,13 @@ fn layer<B: Backend>(
     let eps = hp.rms_eps;
 
     // ---- token mixer ----
-    b.rms_norm(&act.x, 0, n, e, &lw.attn_norm, eps, &mut act.xn)?;
+    // Each layer leaves its FFN output in `act.xn` without adding it to the residual stream:
+    // the next layer adds it as it normalizes (one pass), the last one's is added by `forward`.
+    if il == 0 {
+        b.rms_norm(&act.x, 0, n, e, &lw.attn_norm, eps, &mut act.xn)?;
+    } else {
+        b.add_rms_norm(&mut act.x, &mut act.xn, n, e, &lw.attn_norm, eps)?;
+    }
     match &lw.mixer {
         Mixer::Attention(aw) => attention(b, hp, w, aw, il, act, kv, step)?,
         Mixer::DeltaNet(dw) => delta_net(b, hp, dw, il, act, step)?,
@@ -150,10 +158,9 @@ fn layer<B: Backend>(
     if let Some(pn) = &lw.post_attn_norm {
         b.rms_norm_inplace(&mut act.xn, n, e, pn, eps)?;
     }
-    b.add(&mut act.x, &act.xn, n * e)?;
 
     // ---- feed-forward ----
-    b.rms_norm(&act.x, 0, n, e, &lw.ffn_norm, eps, &mut act.xn)?;
+    b.add_rms_norm(&mut act.x, &mut act.xn, n, e, &lw.ffn_norm, eps)?;
     match &lw.ffn {
         Ffn::Dense { gate, up, down } => {
             b.matmul_glu(
@@ -174,7 +181,6 @@ fn layer<B: Backend>(
     if let Some(pn) = &lw.post_ffn_norm {
         b.rms_norm_inplace(&mut act.xn, n, e, pn, eps)?;
     }
-    b.add(&mut act.x, &act.xn, n * e)?;
     Ok(())
 }
 
@@ -226,29 +232,17 @@ fn attention<B: Backend>(
     if let Some(bias) = &aw.bv {
         b.add_bias(&mut act.v, n, bias)?;
     }
-    if let Some(qn) = &aw.q_norm {
-        b.rms_norm_inplace(&mut act.q, n * hp.n_head, hp.head_dim_k, qn, eps)?;
-    }
-    if let Some(kn) = &aw.k_norm {
-        b.rms_norm_inplace(&mut act.k, n * hp.n_head_kv, hp.head_dim_k, kn, eps)?;
-    }
-    let rope = hp.layer_rope(il);
-    let freqs = w.rope_freqs.as_ref();
-    b.rope(
+    b.norm_rope_qk(
         &mut act.q,
         hp.n_head,
-        hp.head_dim_k,
-        step.positions,
-        &rope,
-        freqs,
-    )?;
-    b.rope(
         &mut act.k,
         hp.n_head_kv,
         hp.head_dim_k,
+        (aw.q_norm.as_ref(), aw.k_norm.as_ref()),
+        eps,
         step.positions,
-        &rope,
-        freqs,
+        &hp.layer_rope(il),
+        w.rope_freqs.as_ref(),
     )?;
     b.kv_store(kv, kv_layer, step.rows, &act.k, &act.v)?;
     let params = AttnParams {

@@ -438,6 +438,107 @@ pub fn rope(c: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
+/// The residual add + RMS norm: the updated stream (exact f32 sums) and the normed rows.
+pub fn add_rms_norm(c: &mut Ctx) -> Result<()> {
+    for (rows, n) in [(1usize, 4096usize), (7, 896), (3, 100)] {
+        let x = c.rng.normals(rows * n, 1.0);
+        let y = c.rng.normals(rows * n, 1.0);
+        let wv = c.rng.normals(n, 1.0);
+        let w = f32_weight(c.be, "norm", &wv)?;
+        let mut xb = buffer(c.be, "x", x.len(), &x)?;
+        let mut yb = buffer(c.be, "y", y.len(), &y)?;
+        c.be.add_rms_norm(&mut xb, &mut yb, rows, n, &w, 1e-6)?;
+        let sum: Vec<f32> = x.iter().zip(&y).map(|(a, b)| a + b).collect();
+        let sum_d: Vec<f64> = sum.iter().map(|&v| v as f64).collect();
+        c.report.measured(
+            "add_rms_norm",
+            format!("residual rows={rows} n={n}"),
+            Measure::of(&read(c.be, &xb, x.len())?, &sum_d),
+            0.0,
+            0.0,
+        );
+        let reference: Vec<f64> = sum.chunks(n).flat_map(|r| rms_ref(r, &wv, 1e-6)).collect();
+        c.report.measured(
+            "add_rms_norm",
+            format!("normed rows={rows} n={n}"),
+            Measure::of(&read(c.be, &yb, y.len())?, &reference),
+            1e-5,
+            1e-10,
+        );
+    }
+    Ok(())
+}
+
+/// The fused per-head norm + RoPE of q and k against the f64 norm and [`rope_ref`].
+pub fn norm_rope_qk(c: &mut Ctx) -> Result<()> {
+    let (n_head, n_head_kv) = (5usize, 2usize);
+    for head_dim in [64usize, 128, 256] {
+        for (neox, normed, scattered) in [
+            (true, true, false),
+            (false, false, true),
+            (true, true, true),
+        ] {
+            let positions: Vec<i32> = if scattered {
+                vec![5, 900, 3, 4000]
+            } else {
+                (30..34).collect()
+            };
+            let rows = positions.len();
+            let p = RopeParams {
+                n_rot: head_dim,
+                base: 1_000_000.0,
+                freq_scale: 1.0,
+                neox,
+            };
+            let q = c.rng.normals(rows * n_head * head_dim, 2.0);
+            let k = c.rng.normals(rows * n_head_kv * head_dim, 2.0);
+            let qnv: Vec<f32> = c.rng.normals(head_dim, 1.0);
+            let knv: Vec<f32> = c.rng.normals(head_dim, 1.0);
+            let (qn, kn) = (
+                f32_weight(c.be, "q_norm", &qnv)?,
+                f32_weight(c.be, "k_norm", &knv)?,
+            );
+            let mut qb = buffer(c.be, "q", q.len(), &q)?;
+            let mut kb = buffer(c.be, "k", k.len(), &k)?;
+            let norms = if normed {
+                (Some(&qn), Some(&kn))
+            } else {
+                (None, None)
+            };
+            c.be.norm_rope_qk(
+                &mut qb, n_head, &mut kb, n_head_kv, head_dim, norms, 1e-6, &positions, &p, None,
+            )?;
+            for (name, x, w, heads, b) in [
+                ("q", &q, &qnv, n_head, &qb),
+                ("k", &k, &knv, n_head_kv, &kb),
+            ] {
+                let normed_x: Vec<f32> = if normed {
+                    x.chunks(head_dim)
+                        .flat_map(|h| rms_ref(h, w, 1e-6))
+                        .map(|v| v as f32)
+                        .collect()
+                } else {
+                    x.clone()
+                };
+                let reference = rope_ref(&normed_x, heads, head_dim, &positions, &p, None);
+                c.report.measured(
+                    "norm_rope_qk",
+                    format!(
+                        "{name} d={head_dim} {}{}{}",
+                        if neox { "neox" } else { "normal" },
+                        if normed { " +norm" } else { "" },
+                        if scattered { " scattered pos" } else { "" }
+                    ),
+                    Measure::of(&read(c.be, b, x.len())?, &reference),
+                    1e-5,
+                    1e-10,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn silu(x: f64) -> f64 {
     x / (1.0 + (-x).exp())
 }
