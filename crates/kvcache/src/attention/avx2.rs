@@ -6,6 +6,12 @@
 //! per-lane shifts and looking the centroids up with `vpermps` (turbo4's 16 centroids take two
 //! permutes and a blend on bit 3). Turbo K is then scored by an ordinary dot product against
 //! the rotated query.
+//!
+//! Folded 64-wide turbo rows (the common case: SmolLM2, Qwen2.5) take a faster route: 32
+//! indices at a time, one per byte, looked up by four `vpshufb` (one per byte of the f32
+//! centroid) and interleaved by unpacks, all inside 128-bit lanes (`vpermps` crosses lanes and
+//! is slow on Zen 1). That fixes an output order per type (`fold_order`), which the kernel
+//! follows.
 
 use std::arch::x86_64::*;
 

@@ -4,7 +4,11 @@
 //!
 //! A *unit* is (tile of query rows, KV head, chunk of that KV head's query heads): every query
 //! vector (row, head) of a unit reads the same K/V rows, so each K/V row is decoded once per
-//! unit and used by up to [`MAX_VECS`] query vectors (GQA sharing). When there are fewer units
+//! unit and used by up to [`MAX_VECS`] query vectors (GQA sharing). Where two 64-wide turbo
+//! heads share a stored group, a unit serves both KV heads and decodes each group once for
+//! both (`Plan::kv_per_unit`). The work split never changes a vector's arithmetic (the same
+//! keys in the same chunks, the same decoded values), so a row gets the same bits alone or in
+//! any batch as long as no split-K happens. When there are fewer units
 //! than workers (decode: one row per sequence), each unit's key range is also split into
 //! `splits` parts (split-K); every part produces a partial softmax state (max, sum,
 //! unnormalized output) and a second pass merges them. Items run single-threaded on the
@@ -24,7 +28,7 @@
 //!   dot costs no more than an integer one and keeps Q exact.
 //! - turbo: the scaled query is zero-padded and rotated once per (row, head); the scalar path
 //!   scores with a table `T[j][c] = q'[j] · C[c]` (`score = norm · Σ_j T[j][idx[j]]`), the AVX2
-//!   path decodes the row (`C[idx] · norm`, by register permutes) and takes a dot product.
+//!   path decodes the row (`C[idx]`, by `vpshufb` lookups) and takes a dot product.
 //!
 //! Per V type: rows are decoded and accumulated as `Σ p · v`; turbo V rows stay in the rotated
 //! domain, and each output row gets one inverse rotation per 128-group at the end, then loses
@@ -33,7 +37,9 @@
 //! 64-wide turbo heads (padded, or packed two to a group, see `layout`) are scored and
 //! accumulated in 64 dimensions: each decoded 128-value row is folded to its head's half form
 //! and the query and output are rotated by a 64-point transform (`half`), so such a head costs
-//! 64-wide dot products like an f16 head plus the turbo decode.
+//! 64-wide dot products like an f16 head plus the turbo decode. The AVX2 path writes folded
+//! rows in an order of its choosing (`RowOps::fold_order`, the queries and accumulators follow
+//! it) and leaves the norm out, applying it once per key to the score and the value weight.
 
 mod half;
 mod kernel;
