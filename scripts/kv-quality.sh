@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # KV-cache quality table: perplexity and KL divergence against an f16 KV run, per cache type.
 #   scripts/kv-quality.sh [MODEL] [TEXT] [CHUNKS] [THREADS]
+# TEXT: fixtures/botchan.txt (default) or fixtures/enwiki.txt (Wikipedia; scripts/fetch-models.sh
+# fixtures makes both).
 # Environment:
 #   KV_CONFIGS  K/V pairs to compare (default below); `auto` is allowed as K.
 #   KV_BASE_DIR keep the f16 base run here and reuse it when it exists (default: a temp dir).
@@ -13,7 +15,7 @@ text=${2:-$root/fixtures/botchan.txt}
 chunks=${3:-8}
 threads=${4:-2}
 bin=${TURBINE_BIN:-$root/target/release/turbine}
-configs=${KV_CONFIGS:-q8_0/q8_0 q4_0/q4_0 turbo4/turbo4 turbo3/turbo3 turbo2/turbo2 q8_0/turbo4 q8_0/turbo3 q8_0/turbo2}
+configs=${KV_CONFIGS:-q8_0/q8_0 q4_0/q4_0 turbo4/turbo4 turbo3/turbo3 turbo2/turbo2 q8_0/turbo4 q8_0/turbo3 q8_0/turbo2 auto/turbo3}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 base_dir=${KV_BASE_DIR:-$tmp}
