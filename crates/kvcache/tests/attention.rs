@@ -607,3 +607,54 @@ fn turbo_keys_with_a_common_offset_are_centered() {
         );
     }
 }
+
+/// Each row of a batch gets exactly the bits it gets alone (no split-K: one worker), on every
+/// path, for 64-wide turbo heads packed two to a group (the pair units) and a mixed pair.
+#[test]
+fn rows_alone_match_the_batch_bit_for_bit() {
+    for (k, v) in [
+        (KvType::Turbo4, KvType::Turbo4),
+        (KvType::Turbo3, KvType::Turbo3),
+        (KvType::Q8_0, KvType::Turbo4),
+        (KvType::F16, KvType::F16),
+    ] {
+        let mut s = Scenario::new(k, v, 64);
+        s.n_kv_heads = 3;
+        s.group = 3;
+        s.pack = true;
+        s.seq_lens = vec![300, 90, 40];
+        s.n_pages = 40;
+        s.rows_per_seq = 2;
+        let b = build(&s);
+        let dv = s.head_dim_v * b.n_heads;
+        let dq = s.head_dim_k * b.n_heads;
+        for path in paths() {
+            let batch = run_kernel_on(&b.cache, &b, &Sequential, path);
+            for (i, t) in b.tokens.iter().enumerate() {
+                let one = kvcache::AttentionShape {
+                    path,
+                    ..kvcache::AttentionShape::for_layout(b.cache.layout(), b.n_heads, 1, 1)
+                };
+                let mut ws = vec![f32::NAN; kvcache::attention_workspace_floats(&one).unwrap()];
+                let mut out = vec![f32::NAN; dv];
+                let input = kvcache::AttentionInput {
+                    layer: LAYER,
+                    tokens: std::slice::from_ref(t),
+                    q: &b.q[i * dq..(i + 1) * dq],
+                    n_heads: b.n_heads,
+                    scale: b.scale,
+                };
+                b.cache
+                    .attend_on(path, &input, &mut out, &Sequential, &mut ws)
+                    .unwrap();
+                let want = &batch[i * dv..(i + 1) * dv];
+                assert!(
+                    out.iter()
+                        .zip(want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{k}/{v} {path:?}: row {i} alone differs from the batch"
+                );
+            }
+        }
+    }
+}

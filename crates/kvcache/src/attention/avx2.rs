@@ -747,17 +747,20 @@ impl RowOps for Avx2 {
             sum = _mm256_add_ps(sum, e);
             i += 8;
         }
-        let mut s = hsum(sum);
         if i < n {
-            // Pad the tail to eight lanes with −∞ (exp = 0) so it goes through the same exp.
+            // Pad the tail to eight lanes with −∞ (exp = 0) so it goes through the same exp,
+            // and add it lane-wise before the one horizontal sum: a row's scores then land in
+            // the same lanes however long the slice is (the length follows the highest position
+            // in the row's tile, so it depends on the batch), and padding adds exact zeros, so
+            // the sum's bits do not depend on how a prompt was cut into passes.
             let mut tail = [f32::NEG_INFINITY; 8];
             tail[..n - i].copy_from_slice(&x[i..]);
             let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(tail.as_ptr()), mm));
             _mm256_storeu_ps(tail.as_mut_ptr(), e);
             x[i..].copy_from_slice(&tail[..n - i]);
-            s += hsum(e);
+            sum = _mm256_add_ps(sum, e);
         }
-        s
+        hsum(sum)
     }
 }
 
@@ -813,6 +816,42 @@ mod tests {
             eprintln!("skipped: this CPU lacks AVX2/FMA/F16C");
         }
         ok
+    }
+
+    /// The softmax sum of a row's scores does not depend on how many masked (−∞) scores follow
+    /// them: a row attended in tiles of different composition (so different slice lengths)
+    /// gets the same bits, which a server's prompt cache relies on.
+    #[test]
+    fn exp_sum_ignores_masked_padding() {
+        if !avx2() {
+            return;
+        }
+        let mut seed = 7u32;
+        for valid in 1..40usize {
+            let scores: Vec<f32> = (0..valid)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                    (seed >> 8) as f32 / (1 << 24) as f32 * 8.0 - 4.0
+                })
+                .collect();
+            let m = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut alone = scores.clone();
+            let want = unsafe { Avx2::exp_sub_sum(&mut alone, m) };
+            for pad in 1..20usize {
+                let mut padded = scores.clone();
+                padded.resize(valid + pad, f32::NEG_INFINITY);
+                let got = unsafe { Avx2::exp_sub_sum(&mut padded, m) };
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "{valid} scores + {pad} masked"
+                );
+                for (a, b) in padded[..valid].iter().zip(&alone) {
+                    assert_eq!(a.to_bits(), b.to_bits());
+                }
+                assert!(padded[valid..].iter().all(|&v| v == 0.0));
+            }
+        }
     }
 
     /// Every AVX2 decoder gives exactly the scalar decoder's values.
