@@ -50,8 +50,11 @@ const ISSUE_TOP: usize = 3;
 /// log(0.3): tokens above it are "likely".
 const LIKELY_LP: f64 = -1.2039728043259361;
 
-/// Bound on the mean |difference| over tokens llama.cpp gives p > 0.3.
-const LIKELY_MEAN_TOL: f64 = 0.05;
+/// Bound on the mean |difference| over tokens llama.cpp gives p > 0.3, over every compared
+/// step (a guard tighter than the issue's 0.15). Rounding alone moves it: making the AVX2
+/// softmax sum add its tail lane-wise (so it no longer depends on a tile's padding) took
+/// gemma-3's mean from under 0.05 to 0.059 nat with the same f32 math.
+const LIKELY_MEAN_TOL: f64 = 0.075;
 
 fn golden(model: &str) -> Option<serde_json::Value> {
     let stem = model.trim_end_matches(".gguf");
