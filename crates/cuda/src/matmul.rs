@@ -28,7 +28,6 @@ fn q4k_decode(w: &CudaWeight, rows: usize) -> bool {
         && w.row_len.is_multiple_of(256)
         && w.row_len <= i32::MAX as usize
         && w.n_rows <= i32::MAX as usize / 2
-        && !old_matvec()
 }
 
 /// Output rows per warp of the q4_K decode kernel: as many as keep ≥ ~2048 warps in flight
@@ -139,13 +138,6 @@ pub fn matvec_glu(
         &args,
     )?;
     Ok(true)
-}
-
-/// `TURBINE_CUDA_OLD_MATVEC=1` runs q4_K decode on the previous (block-per-row) kernel, for A/B
-/// timing on the device.
-fn old_matvec() -> bool {
-    static OLD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OLD.get_or_init(|| std::env::var_os("TURBINE_CUDA_OLD_MATVEC").is_some_and(|v| v == "1"))
 }
 
 /// `out[r][o] = Σ_i w[o][i] · x[r][i]` for `rows` rows.
