@@ -14,13 +14,7 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
         float v = xr[i];
         s += (double)(v * v);
     }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = s;
-    __syncthreads();
-    double total = 0.0;
-    for (int i = 0; i < NORM_THREADS / 32; i++) total += partial[i];
-    float mean = (float)(total / (double)n);
-    float scale = 1.0f / sqrtf(mean + eps);
+    const float scale = block_rms_scale(s, n, eps, partial);
     for (int i = threadIdx.x; i < n; i += NORM_THREADS) yr[i] = xr[i] * scale * w[i];
 }
 
@@ -42,12 +36,6 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
         xr[i] = v;
         s += (double)(v * v);
     }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = s;
-    __syncthreads();
-    double total = 0.0;
-    for (int i = 0; i < NORM_THREADS / 32; i++) total += partial[i];
-    float mean = (float)(total / (double)n);
-    float scale = 1.0f / sqrtf(mean + eps);
+    const float scale = block_rms_scale(s, n, eps, partial);
     for (int i = threadIdx.x; i < n; i += NORM_THREADS) yr[i] = xr[i] * scale * w[i];
 }
