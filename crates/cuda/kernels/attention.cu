@@ -337,12 +337,13 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
 // attn_decode: grid (splits, n_head_kv, rows), 128 threads; the block serves all G = n_head /
 // n_head_kv query heads of its KV head (G ≤ DEC_G), so each cached K and V value is read and
 // decoded once per split, not once per query head. Heads padded to ≤ 128 values.
-// Each half-warp takes one key at a time (keys hw, hw + 8, ... of the split): lane l of the half
-// decodes dims l·dk .. l·dk + dk − 1 of K (dk = pad_k / 16; the rotated queries of those dims sit
-// in its registers), the 16 lanes sum the G scores by shuffles, and every lane updates its
-// half-warp's online softmax (m, l per head) and accumulates the key's V dims l·dv .. (turbo V:
-// rotated domain; attn_merge applies R⁻¹). Rows are read with wide contiguous loads across the
-// half-warp, and the 8 half-warps keep 8 keys in flight. At the end the half-warps' states meet
+// Each half-warp takes a chunk of KC consecutive keys at a time (chunks hw, hw + 8, ... of the
+// split): lane l of the half decodes dims l·dk .. l·dk + dk − 1 of each key's K (dk = pad_k / 16;
+// the rotated queries of those dims sit in its registers), the 16 lanes sum the KC × G scores by
+// shuffles, and every lane updates its half-warp's online softmax (m, l per head) once per chunk
+// and accumulates the keys' V dims l·dv .. (turbo V: rotated domain; attn_merge applies R⁻¹).
+// Rows are read with wide contiguous loads across the half-warp, and the 8 half-warps keep
+// 8 × KC keys in flight. At the end the half-warps' states meet
 // (shuffle, then shared memory) and the block writes (m, l, acc) of its split like
 // attn_partial.
 #define DEC_G 8
@@ -445,31 +446,66 @@ __device__ void attn_decode_group(const float* __restrict__ q, const u8* __restr
     }
     const u8* kh = kbase + (seq * n_head_kv + kvh) * cells * khb;
     const u8* vh = vbase + (seq * n_head_kv + kvh) * cells * vhb;
-#pragma unroll 2
-    for (int kt = hw; kt < nk; kt += DEC_HALVES) {
-        const i64 t = t0 + kt;
-        float kv[8], vv[8];
-        deq_run<KT>(kh + t * khb, hl * dk, dk, cbk, kv);
-        deq_run<VT>(vh + t * vhb, hl * dv, dv, cbv, vv);
+    // Keys in chunks of KC per half-warp: the chunk's scores first (independent loads and
+    // shuffle reductions), one max and rescale per chunk, then the values.
+    constexpr int KC = GM >= 8 ? 2 : 4;
+    for (int kt0 = hw * KC; kt0 < nk; kt0 += DEC_HALVES * KC) {
+        float sc[KC][GM], vv[KC][8];
+#pragma unroll
+        for (int c = 0; c < KC; c++) {
+            const int kt = kt0 + c;
+            float kv[8];
+            if (kt < nk) {
+                const i64 t = t0 + kt;
+                deq_run<KT>(kh + t * khb, hl * dk, dk, cbk, kv);
+                deq_run<VT>(vh + t * vhb, hl * dv, dv, cbv, vv[c]);
+            }
+#pragma unroll
+            for (int g = 0; g < GM; g++) {
+                float sg = 0.0f;
+                if (kt < nk) {
+#pragma unroll
+                    for (int i = 0; i < 8; i++)
+                        if (i < dk) sg += qr[g][i] * kv[i];  // kv[dk..] are not loaded
+                }
+                sc[c][g] = sg;
+            }
+        }
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1)
+#pragma unroll
+            for (int c = 0; c < KC; c++)
+#pragma unroll
+                for (int g = 0; g < GM; g++) sc[c][g] += __shfl_xor_sync(half_mask, sc[c][g], o);
 #pragma unroll
         for (int g = 0; g < GM; g++) {
             if (g < G) {
-                float sg = 0.0f;
+                float mc = NEG_INF;
 #pragma unroll
-                for (int i = 0; i < 8; i++)
-                    if (i < dk) sg += qr[g][i] * kv[i];  // kv[dk..] are not loaded
-#pragma unroll
-                for (int o = 8; o > 0; o >>= 1) sg += __shfl_xor_sync(half_mask, sg, o);
-                float x = sg * scale;
-                if (softcap > 0.0f) x = softcap * tanhf(x / softcap);
-                const float mn = fmaxf(m[g], x);
+                for (int c = 0; c < KC; c++) {
+                    float x = sc[c][g] * scale;
+                    if (softcap > 0.0f) x = softcap * tanhf(x / softcap);
+                    x = kt0 + c < nk ? x : NEG_INF;
+                    sc[c][g] = x;
+                    mc = fmaxf(mc, x);
+                }
+                const float mn = fmaxf(m[g], mc);
                 const float corr = expf(m[g] - mn);
-                const float p = expf(x - mn);
-                l[g] = l[g] * corr + p;
                 m[g] = mn;
+                float lsum = 0.0f;
 #pragma unroll
-                for (int i = 0; i < 8; i++)
-                    if (i < dv) acc[g][i] = acc[g][i] * corr + p * vv[i];
+                for (int i = 0; i < 8; i++) acc[g][i] *= corr;
+#pragma unroll
+                for (int c = 0; c < KC; c++) {
+                    if (kt0 + c < nk) {
+                        const float p = expf(sc[c][g] - mn);
+                        lsum += p;
+#pragma unroll
+                        for (int i = 0; i < 8; i++)
+                            if (i < dv) acc[g][i] += p * vv[c][i];
+                    }
+                }
+                l[g] = l[g] * corr + lsum;
             }
         }
     }

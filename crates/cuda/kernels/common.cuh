@@ -102,6 +102,20 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// 1 / sqrt(mean + eps) for an RMS norm over n values, from each thread's partial sum of squares
+// `s` (in double, like the CPU reference): warp shuffles, then the block's warps through
+// `partial` (blockDim.x / 32 doubles of shared memory). Every thread of the block must call it;
+// all get the scale.
+__device__ float block_rms_scale(double s, int n, float eps, double* partial) {
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = s;
+    __syncthreads();
+    double total = 0.0;
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) total += partial[i];
+    const float mean = (float)(total / (double)n);
+    return 1.0f / sqrtf(mean + eps);
+}
+
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;

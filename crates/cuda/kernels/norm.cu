@@ -14,13 +14,7 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
         float v = xr[i];
         s += (double)(v * v);
     }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = s;
-    __syncthreads();
-    double total = 0.0;
-    for (int i = 0; i < NORM_THREADS / 32; i++) total += partial[i];
-    float mean = (float)(total / (double)n);
-    float scale = 1.0f / sqrtf(mean + eps);
+    const float scale = block_rms_scale(s, n, eps, partial);
     for (int i = threadIdx.x; i < n; i += NORM_THREADS) yr[i] = xr[i] * scale * w[i];
 }
 
@@ -28,22 +22,20 @@ extern "C" __global__ void __launch_bounds__(NORM_THREADS)
 // y[r] = x[r] / sqrt(mean(x[r]²) + eps) · w (the same f32 sum and double mean as add followed by
 // rms_norm). Each thread reads and writes only its own elements, so y may be overwritten.
 extern "C" __global__ void __launch_bounds__(NORM_THREADS)
-    add_rms_norm(float* x, float* y, const float* w, int n, float eps) {
+    add_rms_norm(float* __restrict__ x, float* __restrict__ y, const float* __restrict__ w, int n,
+                 float eps) {
     __shared__ double partial[NORM_THREADS / 32];
     float* xr = x + (i64)blockIdx.x * n;
     float* yr = y + (i64)blockIdx.x * n;
     double s = 0.0;
+    // x and y never alias (restrict), so the loads of later iterations need not wait for the
+    // stores of earlier ones.
+#pragma unroll 4
     for (int i = threadIdx.x; i < n; i += NORM_THREADS) {
         float v = xr[i] + yr[i];
         xr[i] = v;
         s += (double)(v * v);
     }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = s;
-    __syncthreads();
-    double total = 0.0;
-    for (int i = 0; i < NORM_THREADS / 32; i++) total += partial[i];
-    float mean = (float)(total / (double)n);
-    float scale = 1.0f / sqrtf(mean + eps);
+    const float scale = block_rms_scale(s, n, eps, partial);
     for (int i = threadIdx.x; i < n; i += NORM_THREADS) yr[i] = xr[i] * scale * w[i];
 }

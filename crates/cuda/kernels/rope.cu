@@ -87,13 +87,7 @@ extern "C" __global__ void __launch_bounds__(NR_THREADS)
             float v = head[i];
             s += (double)(v * v);
         }
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if ((tid & 31) == 0) part[tid >> 5] = s;
-        __syncthreads();
-        double total = 0.0;
-        for (int i = 0; i < NR_THREADS / 32; i++) total += part[i];
-        float mean = (float)(total / (double)head_dim);
-        scale = 1.0f / sqrtf(mean + eps);
+        scale = block_rms_scale(s, head_dim, eps, part);
     }
     for (int i = tid; i < head_dim; i += NR_THREADS) hv[i] = w ? head[i] * scale * w[i] : head[i];
     const int half = n_rot / 2;
