@@ -217,19 +217,20 @@ fn workspace_formula() {
     .unwrap();
     assert!(decode < prefill);
     // One worker, one row, scalar path (turbo K tables), GQA group 1: query 128 + table
-    // 128×16 + scores + acc 128 + max + sum, then 8 decoded K rows and 8 V rows of 128.
+    // 128×16 + scores + two softmax states (segment and total: acc 128 + max + sum), then 8
+    // decoded K rows and 8 V rows of 128.
     assert_eq!(
         decode,
-        4 * (128 + 128 * 16 + kvcache::CHUNK + 128 + 2 + 8 * (128 + 128))
+        4 * (128 + 128 * 16 + kvcache::CHUNK + 2 * (128 + 2) + 8 * (128 + 128))
     );
-    // With 16 workers: 16 scratches plus the split-K partials (3 × workers × vectors ×
-    // (128 + 2)).
+    // With 16 workers: 16 scratches plus the split-K partials: fewer than 2 units per worker
+    // (31), 16 segments each, one vector, (128 + 2) floats.
     let multi = attention_workspace_bytes(&AttentionShape {
         path: KernelPath::Scalar,
         ..AttentionShape::for_layout(&layout, 3, 1, 16)
     })
     .unwrap();
-    assert_eq!(multi, 16 * decode + 4 * 3 * 16 * (128 + 2));
+    assert_eq!(multi, 16 * decode + 4 * 31 * 16 * (128 + 2));
 }
 
 #[test]

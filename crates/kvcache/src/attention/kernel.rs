@@ -1,11 +1,11 @@
-//! One work item of the attention kernel, generic over the row operations, and the split-K
-//! merge.
+//! One work item of the attention kernel, generic over the row operations, the fold of
+//! segment states, and the split-K merge.
 
 use formats::turbo::{rotate, rotate_inverse, QK_TURBO};
 
 use super::half::{self, HALF};
 use super::ops::{RowOps, Scalar, KB};
-use super::{AttentionInput, CHUNK, MAX_VECS, MIN_SPLIT_KEYS};
+use super::{segment_len, AttentionInput, CHUNK, MAX_VECS};
 use crate::cache::KvCache;
 use crate::codec::{turbo_centroids, turbo_indices};
 use crate::types::KvType;
@@ -107,6 +107,30 @@ unsafe fn decode_slots<O: RowOps>(
     for s in 0..bases.len() {
         buf[s * block + nb * pitch..(s + 1) * block].fill(0.0);
     }
+}
+
+/// Folds a segment's softmax state (max `m`, sum `s`, unnormalized output `acc`) into a
+/// running total `[max, sum, output…]`: the total becomes the state of both key ranges
+/// together. An empty state (sum 0: no key) changes nothing; folding into an empty total
+/// copies. The only place states are combined, so a row folded inside one item and one merged
+/// from split-K partials get the same bits (see the module docs of `attention`).
+fn fold_state(total: &mut [f32], m: f32, s: f32, acc: &[f32]) {
+    if s == 0.0 {
+        return;
+    }
+    let (head, tacc) = total.split_at_mut(2);
+    let (tm, ts) = (head[0], head[1]);
+    if ts == 0.0 {
+        head.copy_from_slice(&[m, s]);
+        tacc.copy_from_slice(acc);
+        return;
+    }
+    let mx = tm.max(m);
+    let (wt, ws) = ((tm - mx).exp(), (m - mx).exp());
+    for (t, &a) in tacc.iter_mut().zip(acc) {
+        *t = *t * wt + a * ws;
+    }
+    head.copy_from_slice(&[mx, ts * wt + s * ws]);
 }
 
 /// The rows, heads and KV heads of one unit.
@@ -217,7 +241,8 @@ impl Job<'_> {
         self.run::<super::avx2::Avx2>(unit, split, scratch)
     }
 
-    /// Runs (unit, split): every run of same-sequence rows in the unit's tile separately.
+    /// Runs (unit, split): every run of same-sequence rows with the same segment length in
+    /// the unit's tile separately.
     #[inline(always)]
     unsafe fn run<O: RowOps>(&self, unit: usize, split: usize, scratch: &mut [f32]) {
         let u = self.unit(unit);
@@ -225,8 +250,9 @@ impl Job<'_> {
         let mut a = u.r0;
         while a < u.r1 {
             let seq = tokens[a].seq;
+            let seg = segment_len(tokens[a].pos);
             let mut b = a + 1;
-            while b < u.r1 && tokens[b].seq == seq {
+            while b < u.r1 && tokens[b].seq == seq && segment_len(tokens[b].pos) == seg {
                 b += 1;
             }
             self.run_rows::<O>(unit, split, &u, a, b, scratch);
@@ -234,7 +260,9 @@ impl Job<'_> {
         }
     }
 
-    /// Attention of rows `a..b` (one sequence) × heads `u.h0..u.h1` over this split's keys.
+    /// Attention of rows `a..b` (one sequence, one segment length) × heads `u.h0..u.h1`: over
+    /// all their keys, segment by segment, or (split-K) over segment `split` only, into its
+    /// partial results.
     #[inline(always)]
     unsafe fn run_rows<O: RowOps>(
         &self,
@@ -308,9 +336,13 @@ impl Job<'_> {
         let (qs, rest) = scratch.split_at_mut(vecs * pk);
         let (tables, rest) = rest.split_at_mut(vecs * table_len);
         let (scores, rest) = rest.split_at_mut(vecs * CHUNK);
+        // The current segment's state, and the total of the segments before it.
         let (accs, rest) = rest.split_at_mut(vecs * pv);
         let (maxes, rest) = rest.split_at_mut(vecs);
         let (sums, rest) = rest.split_at_mut(vecs);
+        // Totals: per vector `[max, sum, output…]`, the layout of a split-K partial.
+        let tl = pv + 2;
+        let (totals, rest) = rest.split_at_mut(vecs * tl);
         // One block of decoded rows per slot.
         let (kbuf, rest) = rest.split_at_mut(self.kv_per_unit * KB * pk);
         let vbuf = &mut rest[..self.kv_per_unit * KB * pv];
@@ -327,13 +359,15 @@ impl Job<'_> {
             kmin = kmin.min(lo_of(t.pos));
             kmax = kmax.max(t.pos);
         }
+        // Segments of this run: fixed absolute key ranges (see `segment_len`).
+        let seg = segment_len(tokens[a].pos);
         let (k_start, k_end) = if self.splits == 1 {
             (kmin, kmax + 1)
         } else {
-            let len = kmax + 1 - kmin;
-            let parts = self.splits.min((len / MIN_SPLIT_KEYS).max(1));
-            if split < parts {
-                (kmin + len * split / parts, kmin + len * (split + 1) / parts)
+            let (s0, s1) = (split * seg, (split + 1) * seg);
+            let (lo, hi) = (kmin.max(s0), (kmax + 1).min(s1));
+            if lo < hi {
+                (lo, hi)
             } else {
                 (kmin, kmin) // nothing: empty partials
             }
@@ -381,6 +415,7 @@ impl Job<'_> {
                 accs[v * pv..(v + 1) * pv].fill(0.0);
                 maxes[v] = f32::NEG_INFINITY;
                 sums[v] = 0.0;
+                totals[v * tl..v * tl + 2].copy_from_slice(&[f32::NEG_INFINITY, 0.0]);
             }
         }
 
@@ -388,140 +423,166 @@ impl Job<'_> {
         // Per slot, the factor each decoded row's scores / weights take (see `decode_slots`).
         let mut k_scales = [[1.0f32; KB]; 2];
         let mut v_scales = [[1.0f32; KB]; 2];
-        let mut t = k_start;
-        while t < k_end {
-            let slot = t % page_size;
-            let len = CHUNK.min(page_size - slot).min(k_end - t);
-            let page = cache.page_for(self.input.layer, seq, t);
-            let kbase: [usize; 2] = std::array::from_fn(|s| {
-                layout.k_block(self.layer_off, page, k_place[s].0) + slot * khb
-            });
-            let vbase: [usize; 2] = std::array::from_fn(|s| {
-                layout.v_block(self.layer_off, page, v_place[s].0) + slot * vhb
-            });
+        // Segment by segment (one, for a split-K item): the chunks of a segment, then (one
+        // item per row) fold each vector's segment state into its total and start afresh.
+        // Split-K items hold one segment and leave the fold to the merge.
+        let mut seg_start = k_start;
+        while seg_start < k_end {
+            let seg_end = ((seg_start / seg + 1) * seg).min(k_end);
+            let mut t = seg_start;
+            while t < seg_end {
+                let slot = t % page_size;
+                // Chunks start at multiples of CHUNK (and pages), so a row's chunks, and with them
+                // its rescale points, do not depend on where its tile's key range starts.
+                let len = (CHUNK - t % CHUNK).min(page_size - slot).min(seg_end - t);
+                let page = cache.page_for(self.input.layer, seq, t);
+                let kbase: [usize; 2] = std::array::from_fn(|s| {
+                    layout.k_block(self.layer_off, page, k_place[s].0) + slot * khb
+                });
+                let vbase: [usize; 2] = std::array::from_fn(|s| {
+                    layout.v_block(self.layer_off, page, v_place[s].0) + slot * vhb
+                });
 
-            // Scores of this chunk for every query vector, KB keys at a time.
-            for j in (0..len).step_by(KB) {
-                let nb = KB.min(len - j);
-                if table_k {
-                    for jj in j..j + nb {
-                        for v in 0..nv {
-                            scores[v * CHUNK + jj] = 0.0;
-                        }
-                        for (s, &base) in kbase[..nslots].iter().enumerate() {
-                            let kbytes = &data[base + jj * khb..][..khb];
-                            for (g, block) in kbytes.chunks_exact(kty.block_bytes()).enumerate() {
-                                let norm = turbo_indices(kty, block, &mut idx);
-                                for v in (0..nv).filter(|&v| slot_of(v) == s) {
-                                    let table = &tables[v * table_len + g * QK_TURBO * nc..];
-                                    let mut sum = 0.0f32;
-                                    for (e, &ix) in idx.iter().enumerate() {
-                                        sum += table[e * nc + ix as usize];
+                // Scores of this chunk for every query vector, KB keys at a time.
+                for j in (0..len).step_by(KB) {
+                    let nb = KB.min(len - j);
+                    if table_k {
+                        for jj in j..j + nb {
+                            for v in 0..nv {
+                                scores[v * CHUNK + jj] = 0.0;
+                            }
+                            for (s, &base) in kbase[..nslots].iter().enumerate() {
+                                let kbytes = &data[base + jj * khb..][..khb];
+                                for (g, block) in kbytes.chunks_exact(kty.block_bytes()).enumerate()
+                                {
+                                    let norm = turbo_indices(kty, block, &mut idx);
+                                    for v in (0..nv).filter(|&v| slot_of(v) == s) {
+                                        let table = &tables[v * table_len + g * QK_TURBO * nc..];
+                                        let mut sum = 0.0f32;
+                                        for (e, &ix) in idx.iter().enumerate() {
+                                            sum += table[e * nc + ix as usize];
+                                        }
+                                        scores[v * CHUNK + jj] += norm * sum;
                                     }
-                                    scores[v * CHUNK + jj] += norm * sum;
+                                }
+                            }
+                        }
+                    } else {
+                        let bases = kbase.map(|base| base + j * khb);
+                        let side = self.side(true, k_pair, &k_signs);
+                        decode_slots::<O>(&side, data, &bases[..nslots], nb, kbuf, &mut k_scales);
+                        for v in 0..nv {
+                            let s = slot_of(v);
+                            let out = &mut scores[v * CHUNK + j..v * CHUNK + j + KB];
+                            O::dot_block(
+                                &qs[v * pk..v * pk + qk_len],
+                                &kbuf[s * kb..(s + 1) * kb],
+                                pk,
+                                out,
+                            );
+                            if self.fold_k {
+                                for (o, f) in out.iter_mut().zip(&k_scales[s]) {
+                                    *o *= f;
                                 }
                             }
                         }
                     }
-                } else {
-                    let bases = kbase.map(|base| base + j * khb);
-                    let side = self.side(true, k_pair, &k_signs);
-                    decode_slots::<O>(&side, data, &bases[..nslots], nb, kbuf, &mut k_scales);
+                }
+
+                // Mask keys outside each row's [lo, pos], fold the chunk into the running max and
+                // sum, and turn the scores into weights.
+                for ri in 0..nr {
+                    let pos = tokens[a + ri].pos;
+                    let valid_from = lo_of(pos).saturating_sub(t).min(len);
+                    let valid_to = (pos + 1).saturating_sub(t).min(len);
+                    for hi in 0..nh {
+                        let v = ri * nh + hi;
+                        let s = &mut scores[v * CHUNK..v * CHUNK + len];
+                        if valid_from >= valid_to {
+                            s.fill(0.0);
+                            continue;
+                        }
+                        s[..valid_from].fill(f32::NEG_INFINITY);
+                        s[valid_to..].fill(f32::NEG_INFINITY);
+                        let chunk_max = s[valid_from..valid_to]
+                            .iter()
+                            .copied()
+                            .fold(f32::NEG_INFINITY, f32::max);
+                        let m_new = maxes[v].max(chunk_max);
+                        let alpha = (maxes[v] - m_new).exp();
+                        if alpha != 1.0 {
+                            O::scale(&mut accs[v * pv..v * pv + acc_len], alpha);
+                            sums[v] *= alpha;
+                        }
+                        sums[v] += O::exp_sub_sum(s, m_new);
+                        maxes[v] = m_new;
+                    }
+                }
+
+                // Accumulate V, KB rows at a time, skipping blocks no vector gives weight.
+                let padded_len = len.div_ceil(KB) * KB;
+                for v in 0..nv {
+                    scores[v * CHUNK + len..v * CHUNK + padded_len].fill(0.0);
+                }
+                for j in (0..len).step_by(KB) {
+                    let nb = KB.min(len - j);
+                    let weight = |v: usize| &scores[v * CHUNK + j..v * CHUNK + j + KB];
+                    if (0..nv).all(|v| weight(v).iter().all(|&p| p == 0.0)) {
+                        continue;
+                    }
+                    let bases = vbase.map(|base| base + j * vhb);
+                    let side = self.side(false, v_pair, &v_signs);
+                    decode_slots::<O>(&side, data, &bases[..nslots], nb, vbuf, &mut v_scales);
                     for v in 0..nv {
-                        let s = slot_of(v);
-                        let out = &mut scores[v * CHUNK + j..v * CHUNK + j + KB];
-                        O::dot_block(
-                            &qs[v * pk..v * pk + qk_len],
-                            &kbuf[s * kb..(s + 1) * kb],
-                            pk,
-                            out,
-                        );
-                        if self.fold_k {
-                            for (o, f) in out.iter_mut().zip(&k_scales[s]) {
-                                *o *= f;
-                            }
+                        let p = weight(v);
+                        if p.iter().any(|&x| x != 0.0) {
+                            let s = slot_of(v);
+                            let scaled: [f32; KB];
+                            let p = if self.fold_v {
+                                scaled = std::array::from_fn(|i| p[i] * v_scales[s][i]);
+                                &scaled[..]
+                            } else {
+                                p
+                            };
+                            O::axpy_block(
+                                &mut accs[v * pv..v * pv + acc_len],
+                                p,
+                                &vbuf[s * vb..(s + 1) * vb],
+                                pv,
+                            );
                         }
                     }
                 }
+                t += len;
             }
-
-            // Mask keys outside each row's [lo, pos], fold the chunk into the running max and
-            // sum, and turn the scores into weights.
-            for ri in 0..nr {
-                let pos = tokens[a + ri].pos;
-                let valid_from = lo_of(pos).saturating_sub(t).min(len);
-                let valid_to = (pos + 1).saturating_sub(t).min(len);
-                for hi in 0..nh {
-                    let v = ri * nh + hi;
-                    let s = &mut scores[v * CHUNK..v * CHUNK + len];
-                    if valid_from >= valid_to {
-                        s.fill(0.0);
-                        continue;
-                    }
-                    s[..valid_from].fill(f32::NEG_INFINITY);
-                    s[valid_to..].fill(f32::NEG_INFINITY);
-                    let chunk_max = s[valid_from..valid_to]
-                        .iter()
-                        .copied()
-                        .fold(f32::NEG_INFINITY, f32::max);
-                    let m_new = maxes[v].max(chunk_max);
-                    let alpha = (maxes[v] - m_new).exp();
-                    if alpha != 1.0 {
-                        O::scale(&mut accs[v * pv..v * pv + acc_len], alpha);
-                        sums[v] *= alpha;
-                    }
-                    sums[v] += O::exp_sub_sum(s, m_new);
-                    maxes[v] = m_new;
-                }
-            }
-
-            // Accumulate V, KB rows at a time, skipping blocks no vector gives weight.
-            let padded_len = len.div_ceil(KB) * KB;
-            for v in 0..nv {
-                scores[v * CHUNK + len..v * CHUNK + padded_len].fill(0.0);
-            }
-            for j in (0..len).step_by(KB) {
-                let nb = KB.min(len - j);
-                let weight = |v: usize| &scores[v * CHUNK + j..v * CHUNK + j + KB];
-                if (0..nv).all(|v| weight(v).iter().all(|&p| p == 0.0)) {
-                    continue;
-                }
-                let bases = vbase.map(|base| base + j * vhb);
-                let side = self.side(false, v_pair, &v_signs);
-                decode_slots::<O>(&side, data, &bases[..nslots], nb, vbuf, &mut v_scales);
+            if self.splits == 1 {
                 for v in 0..nv {
-                    let p = weight(v);
-                    if p.iter().any(|&x| x != 0.0) {
-                        let s = slot_of(v);
-                        let scaled: [f32; KB];
-                        let p = if self.fold_v {
-                            scaled = std::array::from_fn(|i| p[i] * v_scales[s][i]);
-                            &scaled[..]
-                        } else {
-                            p
-                        };
-                        O::axpy_block(
-                            &mut accs[v * pv..v * pv + acc_len],
-                            p,
-                            &vbuf[s * vb..(s + 1) * vb],
-                            pv,
-                        );
-                    }
+                    let acc = &mut accs[v * pv..v * pv + acc_len];
+                    fold_state(
+                        &mut totals[v * tl..v * tl + 2 + acc_len],
+                        maxes[v],
+                        sums[v],
+                        acc,
+                    );
+                    acc.fill(0.0);
+                    maxes[v] = f32::NEG_INFINITY;
+                    sums[v] = 0.0;
                 }
             }
-            t += len;
+            seg_start = seg_end;
         }
 
         for ri in 0..nr {
             for hi in 0..nh {
                 let v = ri * nh + hi;
-                let acc = &mut accs[v * pv..v * pv + acc_len];
                 let row = a + ri;
                 let head = u.h0 + hi;
                 if self.splits == 1 {
                     // Every row sees at least its own key, so the sum is positive.
-                    self.finish(row, head, acc, sums[v]);
+                    let (sum, tacc) = (totals[v * tl + 1], &mut totals[v * tl + 2..][..acc_len]);
+                    self.finish(row, head, tacc, sum);
                 } else {
+                    let acc = &accs[v * pv..v * pv + acc_len];
                     let slot = self.partial(unit, split, (row - u.r0) * self.plan_heads + hi);
                     slot[0] = maxes[v];
                     slot[1] = sums[v];
@@ -531,43 +592,26 @@ impl Job<'_> {
         }
     }
 
-    /// Combines the split-K partial results of `unit` and writes its output rows.
+    /// Folds the split-K partial results of `unit` (one per segment, in order, with
+    /// `fold_state` as a single item would) and writes its output rows.
     pub(crate) fn merge(&self, unit: usize) {
         // SAFETY (partial slots): this merge owns every slot of `unit`, and every reference
         // below is to a different split's slot.
         let u = self.unit(unit);
+        let acc_len = if self.fold_v { HALF } else { self.pv };
         for row in u.r0..u.r1 {
             for head in u.h0..u.h1 {
                 let v = (row - u.r0) * self.plan_heads + (head - u.h0);
-                let m = (0..self.splits)
-                    .map(|s| unsafe { self.partial(unit, s, v)[0] })
-                    .fold(f32::NEG_INFINITY, f32::max);
-                let weight = |p: &[f32]| {
-                    if p[1] == 0.0 {
-                        0.0
-                    } else {
-                        (p[0] - m).exp()
-                    }
-                };
-                let acc_len = if self.fold_v { HALF } else { self.pv };
-                let first = unsafe { self.partial(unit, 0, v) };
-                let w0 = weight(first);
-                let mut sum = first[1] * w0;
-                let acc = &mut first[2..2 + acc_len];
-                for x in acc.iter_mut() {
-                    *x *= w0;
-                }
+                // The first partial is the total so far: folding it into an empty total would
+                // copy it bit for bit.
+                let total = unsafe { self.partial(unit, 0, v) };
                 for s in 1..self.splits {
                     let p = unsafe { self.partial(unit, s, v) };
-                    let w = weight(p);
-                    if w != 0.0 {
-                        sum += p[1] * w;
-                        for (x, y) in acc.iter_mut().zip(&p[2..2 + acc_len]) {
-                            *x += w * y;
-                        }
-                    }
+                    fold_state(&mut total[..2 + acc_len], p[0], p[1], &p[2..2 + acc_len]);
                 }
-                self.finish(row, head, acc, sum);
+                let (sum, tacc) = (total[1], &mut total[2..2 + acc_len]);
+                // Every row sees at least its own key, so the sum is positive.
+                self.finish(row, head, tacc, sum);
             }
         }
     }

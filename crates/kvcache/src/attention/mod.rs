@@ -6,13 +6,24 @@
 //! vector (row, head) of a unit reads the same K/V rows, so each K/V row is decoded once per
 //! unit and used by up to [`MAX_VECS`] query vectors (GQA sharing). Where two 64-wide turbo
 //! heads share a stored group, a unit serves both KV heads and decodes each group once for
-//! both (`Plan::kv_per_unit`). The work split never changes a vector's arithmetic (the same
-//! keys in the same chunks, the same decoded values), so a row gets the same bits alone or in
-//! any batch as long as no split-K happens. When there are fewer units
-//! than workers (decode: one row per sequence), each unit's key range is also split into
-//! `splits` parts (split-K); every part produces a partial softmax state (max, sum,
-//! unnormalized output) and a second pass merges them. Items run single-threaded on the
-//! caller's [`Executor`].
+//! both (`Plan::kv_per_unit`).
+//!
+//! # Segments: a row's bits depend on nothing but the row
+//!
+//! A row's keys are cut at fixed absolute positions into *segments* of `segment_len(pos)`
+//! keys (512 up to 8192 keys, doubling beyond so a row has at most `MAX_SEGMENTS`); chunks
+//! start at multiples of [`CHUNK`], so they never straddle a segment. Each segment gets its own
+//! online softmax state (max, sum, unnormalized output) from a fresh start, and the segments
+//! are folded in order into the row's total by one function (`kernel::fold_state`). That is
+//! the arithmetic of every row on every path, whoever computes the segments:
+//! - one item may walk all of a row's keys and fold each segment as it ends;
+//! - when there are few units for the workers (decode: one row per sequence, e.g. 3 KV heads
+//!   on 2 threads), each unit is also split by segment (split-K): item (unit, s) computes
+//!   segment `s` of each of its rows into a partial result, and a second pass folds them.
+//!
+//! Both give the same bits, so a row's output does not depend on the thread count, on the
+//! other rows of its batch, or on how a prompt is cut into passes. Items run single-threaded
+//! on the caller's [`Executor`].
 //!
 //! # One item
 //!
@@ -65,10 +76,29 @@ const _: () = assert!(CHUNK.is_multiple_of(ops::KB));
 pub const MAX_VECS: usize = 16;
 /// Most query heads of one KV head that one item serves.
 const MAX_HEADS: usize = 8;
-/// Most key-range splits of one unit.
-const MAX_SPLITS: usize = 32;
-/// A split gets at least this many keys (fewer are not worth a merge).
-const MIN_SPLIT_KEYS: usize = 128;
+/// Keys of a segment (see the module docs) for rows of up to `SEGMENT * MAX_SEGMENTS` keys.
+pub(crate) const SEGMENT: usize = 512;
+const _: () = assert!(SEGMENT.is_multiple_of(CHUNK));
+/// Most segments of one row: longer rows get longer segments.
+pub(crate) const MAX_SEGMENTS: usize = 16;
+/// Units are split by segment when there are fewer than this many per worker.
+const SPLIT_BELOW_UNITS_PER_WORKER: usize = 2;
+
+/// Keys per segment for a row at position `pos`: a function of the row alone, so its
+/// segments (and its bits) do not depend on the batch it runs in. The smallest `SEGMENT · 2^k`
+/// that cuts keys `0..=pos` into at most [`MAX_SEGMENTS`] pieces.
+pub(crate) fn segment_len(pos: usize) -> usize {
+    let mut len = SEGMENT;
+    while pos / len >= MAX_SEGMENTS {
+        len *= 2;
+    }
+    len
+}
+
+/// Segments of keys `0..=pos` (the segment of key `pos`, plus one).
+fn segments_of(pos: usize) -> usize {
+    pos / segment_len(pos) + 1
+}
 
 /// Which implementation of the row operations runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +204,8 @@ struct Plan {
     head_chunks: usize,
     /// Query rows per tile.
     tile: usize,
-    /// Key-range splits per unit (1: no merge pass).
+    /// Items per unit: 1 (each item folds its rows' segments itself), or one per segment of the
+    /// call's longest row (split-K: a merge pass folds them).
     splits: usize,
     n_units: usize,
     /// Padded head sizes.
@@ -208,7 +239,9 @@ fn kv_per_unit(shape: &AttentionShape, group: usize) -> usize {
 }
 
 impl Plan {
-    fn new(shape: &AttentionShape, n_rows: usize) -> Result<Plan> {
+    /// The plan for `n_rows` query rows whose longest has `n_segments` segments. Only the
+    /// scheduling depends on the workers; the arithmetic of a row does not (module docs).
+    fn new(shape: &AttentionShape, n_rows: usize, n_segments: usize) -> Result<Plan> {
         let (nkv, n_heads) = (shape.n_kv_heads, shape.n_heads);
         if nkv == 0 || n_heads == 0 || !n_heads.is_multiple_of(nkv) {
             return Err(KvError::Shape(format!(
@@ -222,10 +255,10 @@ impl Plan {
         let tile = (MAX_VECS / heads).clamp(1, n_rows.max(1));
         let n_units = n_rows.div_ceil(tile) * nkv.div_ceil(kv_per_unit) * head_chunks;
         let workers = shape.n_workers.max(1);
-        let splits = if n_units >= workers {
-            1
+        let splits = if workers > 1 && n_units < SPLIT_BELOW_UNITS_PER_WORKER * workers {
+            n_segments.clamp(1, MAX_SEGMENTS)
         } else {
-            (2 * workers).div_ceil(n_units.max(1)).min(MAX_SPLITS)
+            1
         };
         let pk = shape.k_type.padded_head_dim(shape.head_dim_k)?;
         let pv = shape.v_type.padded_head_dim(shape.head_dim_v)?;
@@ -259,10 +292,11 @@ impl Plan {
     }
 
     /// Per-worker scratch: queries (vecs × pk) | tables (vecs × table_len) | scores
-    /// (vecs × CHUNK) | accumulators (vecs × pv) | max (vecs) | sum (vecs) | a block of
-    /// decoded K rows (KB × pk) per KV head of the unit | the same of V rows (KB × pv).
+    /// (vecs × CHUNK) | segment accumulators (vecs × pv) | max (vecs) | sum (vecs) | total
+    /// accumulators, max and sum (the same) | a block of decoded K rows (KB × pk) per KV head
+    /// of the unit | the same of V rows (KB × pv).
     fn worker_floats(&self) -> usize {
-        self.vecs() * (self.pk + self.table_len + CHUNK + self.pv + 2)
+        self.vecs() * (self.pk + self.table_len + CHUNK + 2 * (self.pv + 2))
             + self.kv_per_unit * KB * (self.pk + self.pv)
     }
 
@@ -284,13 +318,16 @@ impl Plan {
 /// Floats of workspace for any `attend` call of at most `shape.max_rows` rows.
 pub fn attention_workspace_floats(shape: &AttentionShape) -> Result<usize> {
     let workers = shape.n_workers.max(1);
-    let plan = Plan::new(shape, shape.max_rows)?;
+    let plan = Plan::new(shape, shape.max_rows, MAX_SEGMENTS)?;
     let per_worker = plan.worker_floats();
-    // Splits happen only when units < workers, and then units × splits < 3 × workers (see
-    // `Plan::new`), so this bounds the partial results of every row count up to max_rows;
-    // smaller calls have no more query vectors per unit than `plan`.
+    // Splits happen only when units < SPLIT_BELOW_UNITS_PER_WORKER × workers, into at most
+    // MAX_SEGMENTS items per unit (see `Plan::new`), so this bounds the partial results of
+    // every row count up to max_rows; smaller calls have no more query vectors per unit.
     let split = if workers > 1 {
-        3 * workers * plan.vecs() * plan.partial_floats()
+        (SPLIT_BELOW_UNITS_PER_WORKER * workers - 1)
+            * MAX_SEGMENTS
+            * plan.vecs()
+            * plan.partial_floats()
     } else {
         0
     };
@@ -366,7 +403,13 @@ impl KvCache {
             path,
             ..AttentionShape::for_layout(self.layout(), input.n_heads, n_rows, workers)
         };
-        let plan = Plan::new(&shape, n_rows)?;
+        let n_segments = input
+            .tokens
+            .iter()
+            .map(|t| segments_of(t.pos))
+            .max()
+            .unwrap_or(1);
+        let plan = Plan::new(&shape, n_rows, n_segments)?;
         for (what, got, expected) in [
             (
                 "query",
@@ -501,7 +544,7 @@ mod tests {
                     let s = shape(n_heads, nkv, max_rows, workers);
                     let total = attention_workspace_floats(&s).unwrap();
                     for rows in 1..=max_rows {
-                        let p = Plan::new(&s, rows).unwrap();
+                        let p = Plan::new(&s, rows, MAX_SEGMENTS).unwrap();
                         let need = p.worker_floats() * workers + p.split_floats();
                         assert!(
                             need <= total,
