@@ -234,7 +234,18 @@ const fn codebook_planes<const N: usize>(c: &[f32; N]) -> [[u8; 16]; 4] {
 }
 
 static PLANES_2: [[u8; 16]; 4] = codebook_planes(&CENTROIDS_2);
-static PLANES_3: [[u8; 16]; 4] = codebook_planes(&CENTROIDS_3);
+/// turbo3's codebook for the folded decode: entries 0..8 are the codebook, and entries 8..12
+/// repeat its upper half, so an index may carry its high bit (bit 2) at bit 2 or at bit 3
+/// (see [`turbo_half_indices`]).
+static PLANES_3: [[u8; 16]; 4] = codebook_planes(&{
+    let mut c = [0.0f32; 12];
+    let mut i = 0;
+    while i < 12 {
+        c[i] = CENTROIDS_3[if i < 8 { i } else { i - 4 }];
+        i += 1;
+    }
+    c
+});
 static PLANES_4: [[u8; 16]; 4] = codebook_planes(&CENTROIDS_4);
 
 /// The codebook byte planes of a turbo type, each in both 128-bit lanes.
@@ -275,7 +286,8 @@ unsafe fn lookup32(idx: __m256i, planes: &[__m256i; 4]) -> [__m256; 4] {
 
 /// The 64 indices of half `h` (0: values 0..64 of the block, 1: values 64..128) as two
 /// vectors of one index per byte, in the order [`half_element`] gives, which is the same for
-/// both halves.
+/// both halves. Each is an index into [`turbo_planes`]' table (for turbo3, the high bit may sit
+/// at bit 3: see `PLANES_3`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn turbo_half_indices(ty: KvType, block: *const u8, h: usize) -> [__m256i; 2] {
@@ -298,29 +310,25 @@ unsafe fn turbo_half_indices(ty: KvType, block: *const u8, h: usize) -> [__m256i
         _mm256_and_si256(_mm256_srlv_epi64(l, _mm256_setr_epi64x(4, 4, 6, 6)), m),
     ];
     if ty == KvType::Turbo3 {
-        // Bit 2 of value e is bit e % 8 of sign byte e / 8. Byte b of a lane holds value
-        // 4b + k, whose sign byte is b / 2 (of this half's eight) and bit 4(b % 2) + k.
-        let signs = _mm256_broadcastsi128_si256(_mm_loadu_si128(block.add(34) as *const __m128i));
-        let sel = _mm256_add_epi8(
-            _mm256_setr_epi8(
-                0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5,
-                6, 6, 7, 7,
-            ),
-            _mm256_set1_epi8(8 * h as i8),
+        // Bit 2 of value e is bit e % 8 of sign byte e / 8. Interleave the half's eight sign
+        // bytes with themselves shifted down a nibble: byte b of `z` then holds the sign bit of
+        // value 4b + k at bit k (bits 4..8 are left over, masked below). Vector r needs k = 2r
+        // in the low lane and 2r + 1 in the high lane; shifted by 2 − 2r, those land at bit 2
+        // (low lane) and bit 3 (high lane) of the index, which `PLANES_3` maps alike. All 16
+        // sign bytes in both lanes: the two halves' calls share the load and the shift.
+        let s = _mm256_broadcastsi128_si256(_mm_loadu_si128(block.add(34) as *const __m128i));
+        let s4 = _mm256_srli_epi16(s, 4);
+        let z = if h == 0 {
+            _mm256_unpacklo_epi8(s, s4)
+        } else {
+            _mm256_unpackhi_epi8(s, s4)
+        };
+        let high = _mm256_setr_epi8(
+            4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8,
+            8, 8, 8,
         );
-        let s = _mm256_shuffle_epi8(signs, sel);
-        let four = _mm256_set1_epi8(4);
-        for (r, x) in x.iter_mut().enumerate() {
-            // k = 2r in the low lane, 2r + 1 in the high lane.
-            let (k0, k1) = (2 * r as i8, 2 * r as i8 + 1);
-            let (e0, o0, e1, o1) = (1i8 << k0, 1i8 << (k0 + 4), 1i8 << k1, 1i8 << (k1 + 4));
-            let bit = _mm256_setr_epi8(
-                e0, o0, e0, o0, e0, o0, e0, o0, e0, o0, e0, o0, e0, o0, e0, o0, e1, o1, e1, o1, e1,
-                o1, e1, o1, e1, o1, e1, o1, e1, o1, e1, o1,
-            );
-            let set = _mm256_cmpeq_epi8(_mm256_and_si256(s, bit), bit);
-            *x = _mm256_or_si256(*x, _mm256_and_si256(set, four));
-        }
+        x[0] = _mm256_or_si256(x[0], _mm256_and_si256(_mm256_slli_epi16(z, 2), high));
+        x[1] = _mm256_or_si256(x[1], _mm256_and_si256(z, high));
     }
     x
 }
@@ -367,22 +375,20 @@ pub(crate) fn fold_order(ty: KvType) -> Option<&'static [u8; 64]> {
 /// the same position of the two halves' lookups, so the fold is one FMA per eight outputs.
 /// With `second`, also writes the fold with `−signs` there (the other head of a packed pair)
 /// from the same lookups.
+///
+/// # Safety
+/// `b` points at `ty.block_bytes()` readable bytes, `y` (and `y2`) at 64 writable floats.
 #[inline(always)]
 unsafe fn decode_fold_turbo(
     ty: KvType,
-    block: &[u8],
+    b: *const u8,
     planes: &[__m256i; 4],
     signs: &[f32; 64],
-    first: &mut [f32],
-    second: Option<&mut [f32]>,
+    y: *mut f32,
+    y2: Option<*mut f32>,
 ) -> f32 {
-    assert!(block.len() >= ty.block_bytes() && first.len() >= 64);
-    assert!(second.as_ref().is_none_or(|d| d.len() >= 64));
-    let b = block.as_ptr();
     let lo = turbo_half_indices(ty, b, 0);
     let hi = turbo_half_indices(ty, b, 1);
-    let y = first.as_mut_ptr();
-    let y2 = second.map(|d| d.as_mut_ptr());
     for r in 0..2 {
         let l = lookup32(lo[r], planes);
         let h = lookup32(hi[r], planes);
@@ -415,19 +421,30 @@ unsafe fn fold_turbo_rows(
     signs: &[f32; 64],
     scales: &mut [f32; KB],
 ) -> bool {
-    // One match per block of rows: each arm's loop is specialized to its type.
+    // One match per block of rows: each arm's loop is specialized to its type. The bounds
+    // are checked once per block of rows, not per row (that was a tenth of the loop).
     macro_rules! rows {
         ($t:expr) => {{
             let planes = turbo_planes($t);
+            assert!(n <= KB);
+            if n > 0 {
+                assert!(src.len() >= (n - 1) * row_bytes + $t.block_bytes());
+                assert!(first.len() >= (n - 1) * pitch + 64);
+                assert!(second
+                    .as_ref()
+                    .is_none_or(|d| d.len() >= (n - 1) * pitch + 64));
+            }
+            let (b, y) = (src.as_ptr(), first.as_mut_ptr());
+            let y2 = second.as_deref_mut().map(|d| d.as_mut_ptr());
             for (r, scale) in scales[..n].iter_mut().enumerate() {
-                let at = r * pitch..r * pitch + 64;
+                // SAFETY: row r's block and outputs lie inside the ranges checked above.
                 *scale = decode_fold_turbo(
                     $t,
-                    &src[r * row_bytes..(r + 1) * row_bytes],
+                    b.add(r * row_bytes),
                     &planes,
                     signs,
-                    &mut first[at.clone()],
-                    second.as_deref_mut().map(|d| &mut d[at]),
+                    y.add(r * pitch),
+                    y2.map(|y2| y2.add(r * pitch)),
                 );
             }
         }};
