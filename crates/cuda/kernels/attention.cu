@@ -1,6 +1,7 @@
 // Attention that reads the packed KV cache directly (no expansion to f16).
 //
-// Compiled once per (K type, V type) pair: the host defines KT and VT (ggml type ids).
+// Compiled once per (K type, V type) pair: the host defines KT and VT (ggml type ids); with TC_D
+// also defined, the module holds only the tensor-core prefill of that head width (end of file).
 //
 // attn_partial: grid (splits, n_head, rows), 128 threads. Block (s, h, r) attends query row r
 // (sequence and position (rowinfo[2r], rowinfo[2r+1]), or (seq0, pos0 + r) when rowinfo is
@@ -55,6 +56,7 @@ __device__ __forceinline__ float deq_cb(const u8* row, int d, const float* cb) {
     }
 }
 
+#ifndef TC_D
 extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     attn_partial(const float* __restrict__ q, const u8* __restrict__ kbase,
                  const u8* __restrict__ vbase, float* __restrict__ out, float* __restrict__ ws,
@@ -333,6 +335,8 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     }
 }
 
+#endif  // TC_D
+
 // ---- split-K decode, one block per (split, KV head, row) ---------------------------------------
 // attn_decode: grid (splits, n_head_kv, rows), 128 threads; the block serves all G = n_head /
 // n_head_kv query heads of its KV head (G ≤ DEC_G), so each cached K and V value is read and
@@ -360,6 +364,23 @@ __device__ __forceinline__ void deq_run(const u8* row, int d0, int n, const floa
             for (int j = 0; j < 4; j++) {
                 w[2 * j] = h2f((u16)(a[j] & 0xffffu));
                 w[2 * j + 1] = h2f((u16)(a[j] >> 16));
+            }
+            return;
+        }
+    }
+    if constexpr (T == TY_Q8_0) {
+        if (n == 8) {
+            // The 8 quants in four aligned 16-bit loads (34-byte blocks: qs at an even offset,
+            // d0 a multiple of 8); the same products as deq<TY_Q8_0>.
+            const u8* blk = row + (i64)(d0 >> 5) * TypeInfo<T>::BB;
+            const float dd = ld_h(blk);
+            const u8* qb = blk + 2 + (d0 & 31);
+            const u32 lo = (u32)ld_u16(qb) | ((u32)ld_u16(qb + 2) << 16);
+            const u32 hi = (u32)ld_u16(qb + 4) | ((u32)ld_u16(qb + 6) << 16);
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                w[i] = (float)(i8)(lo >> (8 * i)) * dd;
+                w[4 + i] = (float)(i8)(hi >> (8 * i)) * dd;
             }
             return;
         }
@@ -576,7 +597,300 @@ __device__ void attn_decode_group(const float* __restrict__ q, const u8* __restr
                               hdv, pad_k, pad_v, khb, vhb, cells, scale, window, softcap,        \
                               split_len, n_splits);                                              \
     }
+#ifndef TC_D
 ATTN_DECODE_KERNEL(1)
 ATTN_DECODE_KERNEL(2)
 ATTN_DECODE_KERNEL(4)
 ATTN_DECODE_KERNEL(8)
+#endif
+
+// ---- tensor-core prefill (one sequence, consecutive positions) --------------------------------
+// attn_prefill_tc (module defines TC_D = D): grid (n_head_kv, ceil(rows / RB)), 128 threads
+// (4 warps), D ≥ pad_k, pad_v (64, 128 or 256). A block takes TC_M = 64 query rows of one KV head: the G = n_head /
+// n_head_kv heads of its GQA group × RB = 64 / G consecutive positions (query row i of the
+// block is head i / RB, position i % RB), so every K and V tile it decodes serves the whole
+// group. Warp w owns query rows 16w .. 16w + 15.
+// - Q: f32 → (turbo K: rotated, as in attn_prefill) → f16 in shared memory, once.
+// - Per tile of KEYS keys: K decoded from the packed cache into shared memory as f16 rows
+//   ([key][dim]), V decoded transposed ([dim][key]) so both mma B operands are 32-bit loads of
+//   two consecutive halves. Only the tile is ever in f16, never the cache.
+// - S = Q·Kᵀ with mma.sync m16n8k16 (f16 in, f32 accumulate); scale, softcap, causal and window
+//   mask in f32; online softmax in base 2 (f32); P rounded to f16 straight from the score
+//   registers into A fragments (the accumulator layout of two adjacent n-tiles is the A layout
+//   of one k-step); O += P·V, f32 accumulators in registers.
+// - Output rows through shared memory: turbo V applies R⁻¹ there (rotated domain until then).
+// mma.sync fragment layouts (PTX ISA, m16n8k16, lane = 4·g + t): A a0 = (row g, cols 2t, 2t+1),
+// a1 = (g + 8, 2t..), a2 = (g, 2t + 8..), a3 = (g + 8, 2t + 8..); B b0 = (rows 2t, 2t+1, col g),
+// b1 = (rows 2t + 8.., col g); C c0, c1 = (row g, cols 2t, 2t+1), c2, c3 = (row g + 8, same).
+#define TC_THREADS 128
+#define TC_M 64
+#define TC_LOG2E 1.4426950408889634f
+
+template <int D> struct TcShape {
+    // Keys per tile: 64, or 32 for 256-wide heads (their 128 output accumulators per thread).
+    static constexpr int KEYS = D > 128 ? 32 : 64;
+    // Row strides in halves, padded by 8 so rows stay 16-byte aligned and the fragment loads
+    // of a warp (8 rows × 4 words) hit 32 different banks.
+    static constexpr int QS = D + 8;
+    static constexpr int VS = KEYS + 8;
+    static constexpr int Q_BYTES = TC_M * QS * 2;
+    static constexpr int K_BYTES = KEYS * QS * 2;
+    static constexpr int V_BYTES = D * VS * 2;
+    static constexpr int SHARED = Q_BYTES + K_BYTES + V_BYTES;
+    // Query rows staged (f32, for the rotation) at a time in the K/V area.
+    static constexpr int RC = (K_BYTES + V_BYTES) >= TC_M * D * 4 ? TC_M : TC_M / 2;
+    static_assert(RC * D * 4 <= K_BYTES + V_BYTES, "query staging exceeds the K/V area");
+    static_assert(TC_M * D * 4 <= SHARED, "output staging exceeds shared memory");
+};
+
+// Two floats as f16 (round to nearest even), `lo` in the low half. cvt.rn.f16x2.f32 writes a
+// 32-bit register (d = {a, b}: a to the upper half), the form CUDA's own half2 conversion uses.
+__device__ __forceinline__ u32 pack_h2(float lo, float hi) {
+    u32 r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+__device__ __forceinline__ u32 ld_s32(const u16* p) { return *(const u32*)p; }
+
+// c += A · B for one m16n8k16 tile (f16 operands, f32 accumulators).
+__device__ __forceinline__ void mma_f16(float* c, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, "
+        "{%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Values d0 .. d0 + 7 of a cached row (d0 a multiple of 8) as four f16 pairs, low half first.
+template <int T>
+__device__ __forceinline__ void deq8_h(const u8* row, int d0, const float* cb, u32* h) {
+    if constexpr (T == TY_F16) {
+        const U4 v = *(const U4*)(row + 2 * d0);
+        h[0] = v.x;
+        h[1] = v.y;
+        h[2] = v.z;
+        h[3] = v.w;
+    } else {
+        float w[8];
+        deq_run<T>(row, d0, 8, cb, w);
+#pragma unroll
+        for (int j = 0; j < 4; j++) h[j] = pack_h2(w[2 * j], w[2 * j + 1]);
+    }
+}
+
+template <int D>
+__device__ void attn_prefill_tc(const float* __restrict__ q, const u8* __restrict__ kbase,
+                                const u8* __restrict__ vbase, float* __restrict__ out, int rows,
+                                int seq0, int pos0, int n_head, int n_head_kv, int hdk, int hdv,
+                                int pad_k, int pad_v, i64 khb, i64 vhb, i64 cells, float scale,
+                                int window, float softcap) {
+    using S = TcShape<D>;
+    constexpr int KEYS = S::KEYS, QS = S::QS, VS = S::VS;
+    extern __shared__ U4 tc_smem[];
+    u8* sm = (u8*)tc_smem;
+    u16* qs = (u16*)sm;
+    u16* ks = (u16*)(sm + S::Q_BYTES);
+    u16* vt = (u16*)(sm + S::Q_BYTES + S::K_BYTES);
+    __shared__ float cbk[16], cbv[16];
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int gq = lane >> 2, tq = lane & 3;
+    const int G = n_head / n_head_kv;
+    const int RB = TC_M / G;
+    const int kvh = blockIdx.x;
+    // Latest positions (most keys) first: blocks launch in order of y.
+    const int r0 = (gridDim.y - 1 - blockIdx.y) * RB;
+    const int nr = min(RB, rows - r0);
+    if (tid < 16) {
+        cbk[tid] = tid < NCK ? centroid<KT>(tid) : 0.0f;
+        cbv[tid] = tid < NCV ? centroid<VT>(tid) : 0.0f;
+    }
+
+    // Q rows, RC at a time through f32 staging in the K/V area.
+    float* stage = (float*)(sm + S::Q_BYTES);
+    for (int c0 = 0; c0 < TC_M; c0 += S::RC) {
+        __syncthreads();
+        for (int i = tid; i < S::RC * pad_k; i += TC_THREADS) {
+            const int qi = c0 + i / pad_k, d = i % pad_k;
+            const int g = qi / RB, r = qi % RB;
+            stage[i] = (g < G && r < nr && d < hdk)
+                           ? q[((i64)(r0 + r) * n_head + kvh * G + g) * hdk + d]
+                           : 0.0f;
+        }
+        __syncthreads();
+        if constexpr (K_TURBO) block_rotate(stage, S::RC * pad_k / 128);
+        for (int i = tid; i < S::RC * pad_k / 2; i += TC_THREADS) {
+            const int qi = c0 + 2 * i / pad_k, d = 2 * i % pad_k;
+            *(u32*)&qs[qi * QS + d] = pack_h2(stage[2 * i], stage[2 * i + 1]);
+        }
+    }
+
+    // Positions of this thread's two rows (g and g + 8 of its warp); -1 for padding rows.
+    int rpos[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int qi = warp * 16 + gq + 8 * h;
+        const int g = qi / RB, r = qi % RB;
+        rpos[h] = (g < G && r < nr) ? pos0 + r0 + r : -1;
+    }
+    const int first_pos = pos0 + r0, last_pos = pos0 + r0 + nr - 1;
+    const int lo = window > 0 ? max(0, first_pos + 1 - window) : 0;
+    const int hi = last_pos + 1;
+    const int nks = pad_k >> 4, nvn = pad_v >> 3, kch = pad_k >> 3, vch = pad_v >> 3;
+    const u8* kh = kbase + ((i64)seq0 * n_head_kv + kvh) * cells * khb;
+    const u8* vh = vbase + ((i64)seq0 * n_head_kv + kvh) * cells * vhb;
+    const u16* qw = qs + warp * 16 * QS;
+
+    float o[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.0f, 0.0f};
+
+    for (int tile = lo - lo % KEYS; tile < hi; tile += KEYS) {
+        const int nt = min(KEYS, hi - tile);
+        __syncthreads();
+        // K tile, [key][dim]: a row's 8-dim chunks over consecutive threads (coalesced).
+        for (int i = tid; i < KEYS * kch; i += TC_THREADS) {
+            const int kt = i / kch, c = i % kch;
+            u32 hb[4] = {0u, 0u, 0u, 0u};
+            if (kt < nt) deq8_h<KT>(kh + (i64)(tile + kt) * khb, 8 * c, cbk, hb);
+            *(U4*)&ks[kt * QS + 8 * c] = U4{hb[0], hb[1], hb[2], hb[3]};
+        }
+        // V tile, [dim][key]: a thread decodes one 8-dim chunk of two adjacent keys and writes
+        // 8 words (key pair per word); lanes take consecutive key pairs (conflict-free).
+        // Keys past the tile's end are zero: P is 0 there, but 0 · NaN of stale cells is not.
+        for (int i = tid; i < (KEYS / 2) * vch; i += TC_THREADS) {
+            const int kp = i % (KEYS / 2), c = i / (KEYS / 2), k0 = 2 * kp;
+            u32 a[4] = {0u, 0u, 0u, 0u}, b[4] = {0u, 0u, 0u, 0u};
+            if (k0 < nt) deq8_h<VT>(vh + (i64)(tile + k0) * vhb, 8 * c, cbv, a);
+            if (k0 + 1 < nt) deq8_h<VT>(vh + (i64)(tile + k0 + 1) * vhb, 8 * c, cbv, b);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                *(u32*)&vt[(8 * c + 2 * j) * VS + k0] = (a[j] & 0xffffu) | (b[j] << 16);
+                *(u32*)&vt[(8 * c + 2 * j + 1) * VS + k0] = (a[j] >> 16) | (b[j] & 0xffff0000u);
+            }
+        }
+        __syncthreads();
+
+        // S = Q · Kᵀ for the warp's 16 rows × KEYS keys.
+        float s[KEYS / 8][4];
+#pragma unroll
+        for (int j = 0; j < KEYS / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; kk++) {
+            if (kk < nks) {
+                const u16* qa = qw + gq * QS + kk * 16 + 2 * tq;
+                const u32 a0 = ld_s32(qa), a1 = ld_s32(qa + 8 * QS);
+                const u32 a2 = ld_s32(qa + 8), a3 = ld_s32(qa + 8 * QS + 8);
+#pragma unroll
+                for (int j = 0; j < KEYS / 8; j++) {
+                    const u16* kb = ks + (j * 8 + gq) * QS + kk * 16 + 2 * tq;
+                    mma_f16(s[j], a0, a1, a2, a3, ld_s32(kb), ld_s32(kb + 8));
+                }
+            }
+        }
+
+        // Scores in base-2 units, masked; the tile's row maxima over the quad (lanes 4g .. 4g+3
+        // hold one row's columns).
+        float mx[2] = {NEG_INF, NEG_INF};
+#pragma unroll
+        for (int j = 0; j < KEYS / 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int h = e >> 1, p = rpos[h];
+                const int kp = tile + 8 * j + 2 * tq + (e & 1);
+                float x = s[j][e] * scale;
+                if (softcap > 0.0f) x = softcap * tanhf(x / softcap);
+                const bool ok = kp <= p && (window <= 0 || kp > p - window);
+                s[j][e] = ok ? x * TC_LOG2E : NEG_INF;
+                mx[h] = fmaxf(mx[h], s[j][e]);
+            }
+        }
+        float corr[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+            const float mn = fmaxf(m[h], mx[h]);
+            corr[h] = mn == NEG_INF ? 1.0f : exp2f(m[h] - mn);
+            m[h] = mn;
+        }
+        // P = exp2(s − m) as f16 A fragments: n-tiles 2kk and 2kk + 1 form k-step kk.
+        u32 pa[KEYS / 16][4];
+        float ls[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int j = 0; j < KEYS / 8; j++) {
+            float pv[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int h = e >> 1;
+                pv[e] = s[j][e] == NEG_INF ? 0.0f : exp2f(s[j][e] - m[h]);
+                ls[h] += pv[e];
+            }
+            pa[j >> 1][(j & 1) * 2] = pack_h2(pv[0], pv[1]);
+            pa[j >> 1][(j & 1) * 2 + 1] = pack_h2(pv[2], pv[3]);
+        }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            ls[h] += __shfl_xor_sync(0xffffffffu, ls[h], 1);
+            ls[h] += __shfl_xor_sync(0xffffffffu, ls[h], 2);
+            l[h] = l[h] * corr[h] + ls[h];
+        }
+#pragma unroll
+        for (int n = 0; n < D / 8; n++) {
+            o[n][0] *= corr[0];
+            o[n][1] *= corr[0];
+            o[n][2] *= corr[1];
+            o[n][3] *= corr[1];
+        }
+        // O += P · V.
+#pragma unroll
+        for (int kk = 0; kk < KEYS / 16; kk++) {
+#pragma unroll
+            for (int n = 0; n < D / 8; n++) {
+                if (n < nvn) {
+                    const u16* vb = vt + (n * 8 + gq) * VS + kk * 16 + 2 * tq;
+                    mma_f16(o[n], pa[kk][0], pa[kk][1], pa[kk][2], pa[kk][3], ld_s32(vb),
+                            ld_s32(vb + 8));
+                }
+            }
+        }
+    }
+
+    // Normalized rows to shared memory ([row][pad_v] f32 over the whole area), R⁻¹ for turbo V,
+    // then the block's valid rows out.
+    __syncthreads();
+    float* st = (float*)sm;
+    const float inv0 = l[0] > 0.0f ? 1.0f / l[0] : 0.0f;
+    const float inv1 = l[1] > 0.0f ? 1.0f / l[1] : 0.0f;
+    const int q0 = warp * 16 + gq;
+#pragma unroll
+    for (int n = 0; n < D / 8; n++) {
+        if (n < nvn) {
+            const int d = n * 8 + 2 * tq;
+            st[q0 * pad_v + d] = o[n][0] * inv0;
+            st[q0 * pad_v + d + 1] = o[n][1] * inv0;
+            st[(q0 + 8) * pad_v + d] = o[n][2] * inv1;
+            st[(q0 + 8) * pad_v + d + 1] = o[n][3] * inv1;
+        }
+    }
+    __syncthreads();
+    if constexpr (V_TURBO) block_rotate_inverse(st, TC_M * pad_v / 128);
+    for (int i = tid; i < TC_M * hdv; i += TC_THREADS) {
+        const int qi = i / hdv, d = i % hdv;
+        const int g = qi / RB, r = qi % RB;
+        if (g < G && r < nr) out[((i64)(r0 + r) * n_head + kvh * G + g) * hdv + d] = st[qi * pad_v + d];
+    }
+}
+
+// The module compiled with TC_D = 64, 128 or 256 holds only this kernel (instances compile
+// slowly: fully unrolled fragment loops), so a run compiles just the widths its model uses.
+#ifdef TC_D
+extern "C" __global__ void __launch_bounds__(TC_THREADS)
+    attn_prefill_tc(const float* q, const u8* kbase, const u8* vbase, float* out, int rows,
+                    int seq0, int pos0, int n_head, int n_head_kv, int hdk, int hdv, int pad_k,
+                    int pad_v, i64 khb, i64 vhb, i64 cells, float scale, int window,
+                    float softcap) {
+    attn_prefill_tc<TC_D>(q, kbase, vbase, out, rows, seq0, pos0, n_head, n_head_kv, hdk, hdv,
+                          pad_k, pad_v, khb, vhb, cells, scale, window, softcap);
+}
+#endif

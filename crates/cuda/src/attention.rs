@@ -7,8 +7,13 @@
 //!   pass. `attn_decode_g*` serves a whole GQA group per block (grid: splits, KV heads, rows),
 //!   a half-warp per key; `attn_partial` one query head (heads too wide or groups too large for
 //!   the former). Workspace: rows × heads × splits × (d + 2) floats, d the padded V head.
-//! - tiled prefill (`attn_prefill`, consecutive positions of one sequence, heads ≤ 128): K/V
-//!   tiles decoded once per 32 queries, no workspace.
+//! - tensor-core prefill (`attn_prefill_tc`, a module per head width 64/128/256, consecutive positions of one
+//!   sequence, at least [`TC_MIN_ROWS`] rows, padded heads ≤ 256, GQA group ≤ 64): blocks of 64
+//!   query rows (a whole GQA group × 64 / group positions), K/V tiles decoded from the packed
+//!   cache into shared memory as f16, `mma.sync` products, f32 online softmax; no workspace.
+//! - tiled prefill (`attn_prefill`, consecutive positions of one sequence, heads ≤ 128; the
+//!   fallback for shapes the former does not take): K/V tiles decoded once per 32 queries, FP32,
+//!   no workspace.
 //! - direct (other prefill): `attn_partial` with one split, a block per (row, head), no workspace.
 //!
 //! The workspace formula is what the planner asks for at each shape class; it is zero for the
@@ -20,7 +25,8 @@ use turbine_core::{AttnParams, AttnShape, CoreError, TokenPos};
 use crate::backend::CudaBackend;
 use crate::buffer::CudaBuffer;
 use crate::compile;
-use crate::device::Arg;
+use crate::device::{cuda_err, Arg};
+use cudarc::driver::sys::CUfunction_attribute;
 use crate::kv::{
     self, padded_dim, split_workspace_floats, CudaKvCache, MAX_PADDED_HEAD, SPLIT_MAX_ROWS,
 };
@@ -29,6 +35,25 @@ const THREADS: u32 = 128;
 /// Query rows per block and longest padded head of the tiled prefill kernel.
 const PF_Q: usize = 32;
 const PF_D: usize = 128;
+/// Query rows (GQA group heads × positions) per block of the tensor-core prefill kernel.
+const TC_M: usize = 64;
+/// Fewest rows the tensor-core prefill takes: below this its 64-row blocks are mostly padding
+/// (and up to 16 rows normally go to the split-K decode path anyway).
+pub const TC_MIN_ROWS: usize = 16;
+/// Most shared memory a block may opt into on sm_90 (227 KiB).
+const MAX_SHARED_OPT_IN: usize = 227 * 1024;
+
+/// Head width (64, 128 or 256) of the `attn_prefill_tc` instance for padded heads `pad_k`,
+/// `pad_v`, and its dynamic shared memory in bytes (mirrors `TcShape` in attention.cu: f16 Q
+/// rows, K tile and transposed V tile, each row padded by 8 halves).
+fn tc_instance(pad_k: usize, pad_v: usize) -> Option<(usize, usize)> {
+    let widest = pad_k.max(pad_v);
+    let d = [64usize, 128, 256].into_iter().find(|&d| widest <= d)?;
+    let keys = if d > 128 { 32 } else { 64 };
+    let bytes = TC_M * (d + 8) * 2 + keys * (d + 8) * 2 + d * (keys + 8) * 2;
+    Some((d, bytes))
+}
+
 /// Most query heads per KV head the decode kernel serves in one block.
 const DEC_G: usize = 8;
 const TILE: usize = 32;
@@ -169,14 +194,62 @@ pub fn attention(
         Arg::F32(p.softcap.unwrap_or(0.0)),
     ];
 
-    // Prefill of one sequence's consecutive positions: the tiled kernel, which decodes each K
-    // and V tile once for PF_Q queries (the per-row kernel would decode every key once per
-    // query).
     let first = rows[0];
     let contiguous = rows
         .iter()
         .enumerate()
         .all(|(i, t)| t.seq == first.seq && t.pos == first.pos + i);
+    let group = p.n_head / p.n_head_kv;
+    // Prefill on tensor cores: each decoded K/V tile serves 64 query rows of a whole GQA group.
+    let tc = tc_instance(pad_k, pad_v).filter(|_| {
+        !split
+            && contiguous
+            && n >= TC_MIN_ROWS
+            && group <= TC_M
+            && pad_k.is_multiple_of(16)
+            && pad_v.is_multiple_of(16)
+            && p.n_head_kv <= 65535
+            && n.div_ceil(TC_M / group) <= 65535
+            && first.pos + n <= i32::MAX as usize
+    });
+    if let Some((d, shared)) = tc {
+        // Its own module per head width (TC_D): only the widths a model uses get compiled.
+        let tc_defines = [
+            ("KT", type_k.id().to_string()),
+            ("VT", type_v.id().to_string()),
+            ("TC_D", d.to_string()),
+        ];
+        let f = dev.function(&compile::ATTENTION, &tc_defines, "attn_prefill_tc")?;
+        if shared > MAX_SHARED {
+            f.set_attribute(
+                CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                shared.min(MAX_SHARED_OPT_IN) as i32,
+            )
+            .map_err(|e| cuda_err("attention (prefill tc): shared memory opt-in", e))?;
+        }
+        let mut args = vec![
+            Arg::Ptr(qp),
+            Arg::Ptr(kbase),
+            Arg::Ptr(vbase),
+            Arg::Ptr(op),
+            Arg::I32(n as i32),
+            Arg::I32(first.seq as i32),
+            Arg::I32(first.pos as i32),
+        ];
+        args.extend(geometry);
+        return dev.launch(
+            "attention (prefill tc)",
+            &f,
+            (p.n_head_kv as u32, n.div_ceil(TC_M / group) as u32, 1),
+            THREADS,
+            shared as u32,
+            &args,
+        );
+    }
+
+    // Prefill of one sequence's consecutive positions: the tiled kernel, which decodes each K
+    // and V tile once for PF_Q queries (the per-row kernel would decode every key once per
+    // query).
     if !split && contiguous && pad_k <= PF_D && pad_v <= PF_D && first.pos + n <= i32::MAX as usize
     {
         let f = dev.function(&compile::ATTENTION, &defines, "attn_prefill")?;
@@ -204,7 +277,6 @@ pub fn attention(
     // (attn_decode), when the group and heads fit it; otherwise, and for the direct path, one
     // block per (split, query head, row) (attn_partial). Scores (group × split) double as the
     // decode kernel's cross-warp sums (4 × group × pad_v) at its end.
-    let group = p.n_head / p.n_head_kv;
     // attn_decode: a half-warp per key, pad/16 dims per lane.
     let grouped = split
         && group <= DEC_G
@@ -279,4 +351,25 @@ pub fn attention(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tc_instance_covers_heads_to_256_within_shared_memory() {
+        assert_eq!(tc_instance(64, 64).map(|x| x.0), Some(64));
+        // A 64-wide f16 K with a turbo V (padded to 128) takes the 128 instance.
+        assert_eq!(tc_instance(64, 128).map(|x| x.0), Some(128));
+        assert_eq!(tc_instance(96, 96).map(|x| x.0), Some(128));
+        assert_eq!(tc_instance(256, 128).map(|x| x.0), Some(256));
+        assert_eq!(tc_instance(512, 512), None);
+        for pad in [64, 128, 256] {
+            let (d, bytes) = tc_instance(pad, pad).unwrap();
+            assert!(bytes <= MAX_SHARED_OPT_IN, "d={d}: {bytes} bytes");
+            // The output staging (64 rows × d f32) reuses the whole area.
+            assert!(TC_M * d * 4 <= bytes, "d={d}");
+        }
+    }
 }

@@ -33,6 +33,7 @@ mod moe;
 mod profile;
 
 pub use attention::workspace_bytes as attention_workspace_bytes;
+pub use attention::TC_MIN_ROWS as ATTENTION_TC_MIN_ROWS;
 pub use backend::{CudaBackend, CudaConfig, STAGING_U32};
 pub use buffer::{CudaBuffer, CudaWeight, WEIGHT_TYPES};
 pub use device::probe;

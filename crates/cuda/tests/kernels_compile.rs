@@ -53,3 +53,35 @@ fn attention_compiles_for_every_kv_type() {
             .unwrap_or_else(|e| panic!("K {} V {}: {e}", k.name(), v.name()));
     }
 }
+
+/// The tensor-core prefill modules (TC_D): every type as K and as V at width 128 (each type's
+/// decode into f16 tiles), every width with the turbo pair (rotation of Q and of the output)
+/// and with f16 (the raw-copy decode).
+#[test]
+fn tensor_core_prefill_compiles() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    use formats::GgmlType::{Turbo3, F16};
+    let mut cases = Vec::new();
+    for &t in &KV_TYPES {
+        cases.push((t, F16, 128));
+        if t != F16 {
+            cases.push((F16, t, 128));
+        }
+    }
+    for d in [64, 256] {
+        cases.push((F16, F16, d));
+        cases.push((Turbo3, Turbo3, d));
+    }
+    for (k, v, d) in cases {
+        let defines = [
+            ("KT", k.id().to_string()),
+            ("VT", v.id().to_string()),
+            ("TC_D", d.to_string()),
+        ];
+        let src = compile::full_source(&ATTENTION, &defines);
+        compile::compile_cubin("attention tc", &src, &compile::options((9, 0), false))
+            .unwrap_or_else(|e| panic!("K {} V {} D {d}: {e}", k.name(), v.name()));
+    }
+}
