@@ -44,9 +44,13 @@ pub struct Args {
     /// V cache type (`-ctv`).
     #[arg(long = "cache-type-v", visible_alias = "ctv")]
     pub cache_type_v: Option<String>,
-    /// Layers to offload (`-ngl`); accepted, the CPU backend ignores it.
-    #[arg(long = "n-gpu-layers", visible_aliases = ["ngl", "gpu-layers"])]
+    /// Layers to offload (`-ngl`): 0 runs on the CPU, `all` (or the layer count) on the GPU
+    /// `--main-gpu` (needs a turbine built with `--features cuda`).
+    #[arg(long = "n-gpu-layers", visible_aliases = ["ngl", "gpu-layers"], allow_hyphen_values = true)]
     pub n_gpu_layers: Option<String>,
+    /// CUDA device used with -ngl.
+    #[arg(long = "main-gpu", visible_alias = "mg")]
+    pub main_gpu: Option<usize>,
     /// Flash attention (`-fa`): on, off, auto; accepted for compatibility.
     #[arg(long = "flash-attn", visible_alias = "fa")]
     pub flash_attn: Option<String>,
@@ -130,6 +134,7 @@ impl Args {
         add("cache-type-k", self.cache_type_k.clone());
         add("cache-type-v", self.cache_type_v.clone());
         add("n-gpu-layers", self.n_gpu_layers.clone());
+        add("main-gpu", self.main_gpu.map(|v| v.to_string()));
         add("flash-attn", self.flash_attn.clone());
         add("mlock", self.mlock.then(|| "true".to_string()));
         add("batching", self.batching.clone());
@@ -400,6 +405,17 @@ mod tests {
         );
         assert_eq!(spec.type_k, formats::GgmlType::Q8_0);
         assert!(spec.mlock);
+        assert_eq!((spec.n_gpu_layers, spec.main_gpu), (Some(99), 0));
+    }
+
+    #[test]
+    fn gpu_placement_flags_reach_the_spec() {
+        let a = parse(&["-m", "x.gguf", "--ngl", "all", "--mg", "1"]);
+        let spec = a.single_spec(a.model.as_deref().unwrap()).unwrap();
+        assert_eq!((spec.n_gpu_layers, spec.main_gpu), (Some(-1), 1));
+        let a = parse(&["-m", "x.gguf", "--ngl", "-1"]);
+        let spec = a.single_spec(a.model.as_deref().unwrap()).unwrap();
+        assert_eq!(spec.n_gpu_layers, Some(-1));
     }
 
     #[test]

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use backends::{BackendJob, GpuLayers};
 use engine::SamplerParams;
 use formats::GgmlType;
 use gguf::GgufFile;
 use models::{HParams, Model, RunConfig};
 use text::template::ChatTemplate;
 use text::tokenizer::Tokenizer;
-use turbine_core::cpu::CpuBackend;
 use turbine_core::{Backend, MemoryPlan, Role};
 
 use crate::metrics::MemoryLine;
@@ -44,8 +44,10 @@ pub struct ModelSpec {
     pub type_k: GgmlType,
     pub type_v: GgmlType,
     pub threads: usize,
-    /// Accepted for llama-server compatibility; the CPU backend ignores it.
+    /// `-ngl`: `None` or 0 runs on the CPU, a negative count or ≥ the layer count on CUDA
+    /// device `main_gpu` (see the `backends` crate).
     pub n_gpu_layers: Option<i64>,
+    pub main_gpu: usize,
     pub flash_attn: Option<String>,
     pub mlock: bool,
     /// Router mode: load when the server starts.
@@ -70,6 +72,7 @@ impl ModelSpec {
             type_v: GgmlType::F16,
             threads: default_threads(),
             n_gpu_layers: None,
+            main_gpu: 0,
             flash_attn: None,
             mlock: false,
             load_on_startup: false,
@@ -165,10 +168,86 @@ impl LoadedModel {
             .run_config()
             .validated()
             .with_context(|| format!("configuration of {}", spec.name))?;
-        let backend = Arc::new(
-            CpuBackend::new(spec.threads)
-                .with_context(|| format!("CPU backend for {}", spec.name))?,
-        );
+        let layers = spec.n_gpu_layers.map(GpuLayers::from_count);
+        let placement = backends::placement(layers, spec.main_gpu, hp.n_layer)
+            .with_context(|| format!("-ngl for {}", spec.name))?;
+        let job = LoadJob {
+            spec,
+            file,
+            locked,
+            tokenizer,
+            template,
+            hp,
+            cfg,
+        };
+        backends::dispatch(placement, spec.threads, job)
+            .with_context(|| format!("backend for {}", spec.name))
+    }
+
+    fn breakdown_line<B: Backend>(&self, backend: &B) -> String {
+        self.plan
+            .breakdown_line(&self.device, &self.device_label, backend.memory().as_ref())
+    }
+
+    /// Planned bytes per device and role, for `/metrics` and `/models`.
+    pub fn memory_lines(&self) -> Vec<MemoryLine> {
+        let mut out = Vec::new();
+        for device in self.plan.devices() {
+            for role in [Role::Model, Role::Context, Role::Compute] {
+                out.push(MemoryLine {
+                    device: device.to_string(),
+                    role: role.name(),
+                    bytes: self.plan.role_bytes(device, role),
+                });
+            }
+        }
+        out
+    }
+
+    /// The breakdown without free memory: what this model holds.
+    pub fn own_breakdown(&self) -> String {
+        self.plan
+            .devices()
+            .iter()
+            .map(|d| self.plan.breakdown_line(d, d, None))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Stops the engine (running requests get `grace` to finish, then end with an error
+    /// starting with `why`) and waits for it, so the model's memory is freed when this
+    /// returns.
+    pub fn stop(&self, grace: Duration, why: &str) {
+        self.engine.shutdown(grace, why);
+        self.engine.join();
+    }
+}
+
+/// The part of [`LoadedModel::load`] that depends on the backend `-ngl` picked: plan, load
+/// the weights and cache, probe the forward pass, start the engine thread.
+struct LoadJob<'a> {
+    spec: &'a ModelSpec,
+    file: Arc<GgufFile>,
+    locked: Option<LockedRegion>,
+    tokenizer: Arc<Tokenizer>,
+    template: Option<ChatTemplate>,
+    hp: HParams,
+    cfg: RunConfig,
+}
+
+impl BackendJob for LoadJob<'_> {
+    type Output = LoadedModel;
+
+    fn run<B: Backend + 'static>(self, backend: Arc<B>) -> anyhow::Result<LoadedModel> {
+        let LoadJob {
+            spec,
+            file,
+            locked,
+            tokenizer,
+            template,
+            hp,
+            cfg,
+        } = self;
         let model_plan = models::plan_memory(backend.as_ref(), &file, &hp, &cfg)
             .with_context(|| format!("memory plan of {}", spec.name))?;
         let mut plan = model_plan.clone();
@@ -262,43 +341,5 @@ impl LoadedModel {
             loaded.breakdown_line(backend.as_ref())
         );
         Ok(loaded)
-    }
-
-    fn breakdown_line<B: Backend>(&self, backend: &B) -> String {
-        self.plan
-            .breakdown_line(&self.device, &self.device_label, backend.memory().as_ref())
-    }
-
-    /// Planned bytes per device and role, for `/metrics` and `/models`.
-    pub fn memory_lines(&self) -> Vec<MemoryLine> {
-        let mut out = Vec::new();
-        for device in self.plan.devices() {
-            for role in [Role::Model, Role::Context, Role::Compute] {
-                out.push(MemoryLine {
-                    device: device.to_string(),
-                    role: role.name(),
-                    bytes: self.plan.role_bytes(device, role),
-                });
-            }
-        }
-        out
-    }
-
-    /// The breakdown without free memory: what this model holds.
-    pub fn own_breakdown(&self) -> String {
-        self.plan
-            .devices()
-            .iter()
-            .map(|d| self.plan.breakdown_line(d, d, None))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    /// Stops the engine (running requests get `grace` to finish, then end with an error
-    /// starting with `why`) and waits for it, so the model's memory is freed when this
-    /// returns.
-    pub fn stop(&self, grace: Duration, why: &str) {
-        self.engine.shutdown(grace, why);
-        self.engine.join();
     }
 }

@@ -125,6 +125,7 @@ fn canonical(key: &str) -> &str {
         "ctk" => "cache-type-k",
         "ctv" => "cache-type-v",
         "ngl" | "gpu-layers" => "n-gpu-layers",
+        "mg" => "main-gpu",
         "fa" => "flash-attn",
         "t" => "threads",
         "temperature" => "temp",
@@ -157,6 +158,7 @@ fn check_key(s: &Setting) -> Result<(), String> {
         "cache-type-k",
         "cache-type-v",
         "n-gpu-layers",
+        "main-gpu",
         "flash-attn",
         "threads",
         "mlock",
@@ -235,6 +237,7 @@ pub fn apply(spec: &mut ModelSpec, s: &Setting, dir: &Path) -> Result<(), String
             };
             spec.n_gpu_layers = Some(n);
         }
+        "main-gpu" => spec.main_gpu = usize_of()?,
         "flash-attn" => {
             if !matches!(v, "on" | "off" | "auto") && parse_bool(v).is_none() {
                 return Err(bad("expected on, off or auto"));

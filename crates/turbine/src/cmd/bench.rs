@@ -15,8 +15,9 @@ use models::plan_memory;
 use models::{parse_kv_type, HParams, Model, RunConfig};
 use turbine_core::{Backend, KvSpec, Role};
 
-use super::device::{dispatch, BackendJob};
+use super::device::dispatch;
 use super::plan::ModelArgs;
+use backends::BackendJob;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -10,8 +10,9 @@ use text::template::{ChatRequest, ChatTemplate};
 use text::tokenizer::{StreamDecoder, Tokenizer};
 use turbine_core::Backend;
 
-use super::device::{dispatch, BackendJob};
+use super::device::dispatch;
 use super::plan::{breakdown_lines, ModelArgs};
+use backends::BackendJob;
 
 #[derive(clap::Args)]
 pub struct Args {
