@@ -191,35 +191,62 @@ extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     }
 }
 
-// Combines the splits of one (row, head): grid (n_head, rows), 128 threads, pad_v floats of
-// dynamic shared memory.
+// Combines the splits of one (row, head): grid (n_head, rows), 128 threads, pad_v + n_splits
+// floats of dynamic shared memory. Each split's weight exp(m_s − max) is computed once (not once
+// per output dim), and each thread's sum over the splits runs four independent chains, so the
+// workspace loads overlap (at depth 32768 a decode has 128 splits per head).
 extern "C" __global__ void __launch_bounds__(ATTN_THREADS)
     attn_merge(const float* __restrict__ ws, float* __restrict__ out, int n_head, int hdv,
                int pad_v, int n_splits) {
     extern __shared__ float smem[];
+    __shared__ float red[ATTN_WARPS];
+    float* acc = smem;
+    float* wt = smem + pad_v;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int h = blockIdx.x, r = blockIdx.y;
     const i64 stride = pad_v + 2;
     const float* w = ws + ((i64)r * n_head + h) * n_splits * stride;
     float mx = NEG_INF;
-    for (int s = 0; s < n_splits; s++) mx = fmaxf(mx, w[s * stride]);
-    float total = 0.0f;
-    for (int s = 0; s < n_splits; s++) {
-        float ms = w[s * stride];
-        if (ms > NEG_INF) total += w[s * stride + 1] * expf(ms - mx);
+    for (int s = tid; s < n_splits; s += ATTN_THREADS) mx = fmaxf(mx, w[s * stride]);
+    mx = warp_max(mx);
+    if (lane == 0) red[warp] = mx;
+    __syncthreads();
+    mx = red[0];
+#pragma unroll
+    for (int i = 1; i < ATTN_WARPS; i++) mx = fmaxf(mx, red[i]);
+    __syncthreads();
+    // Every split block writes (m, l, acc), an empty one (NEG_INF, 0, zeros): its weight is 0.
+    float tot = 0.0f;
+    for (int s = tid; s < n_splits; s += ATTN_THREADS) {
+        const float ms = w[s * stride];
+        const float e = ms > NEG_INF ? expf(ms - mx) : 0.0f;
+        wt[s] = e;
+        tot += e * w[s * stride + 1];
     }
-    for (int d = threadIdx.x; d < pad_v; d += ATTN_THREADS) {
-        float a = 0.0f;
-        for (int s = 0; s < n_splits; s++) {
-            float ms = w[s * stride];
-            if (ms > NEG_INF) a += w[s * stride + 2 + d] * expf(ms - mx);
+    tot = warp_sum(tot);
+    if (lane == 0) red[warp] = tot;
+    __syncthreads();
+    float total = 0.0f;
+#pragma unroll
+    for (int i = 0; i < ATTN_WARPS; i++) total += red[i];
+    for (int d = tid; d < pad_v; d += ATTN_THREADS) {
+        const float* wd = w + 2 + d;
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        int s = 0;
+        for (; s + 4 <= n_splits; s += 4) {
+            a0 += wt[s] * wd[s * stride];
+            a1 += wt[s + 1] * wd[(s + 1) * stride];
+            a2 += wt[s + 2] * wd[(s + 2) * stride];
+            a3 += wt[s + 3] * wd[(s + 3) * stride];
         }
-        smem[d] = a;
+        for (; s < n_splits; s++) a0 += wt[s] * wd[s * stride];
+        acc[d] = (a0 + a1) + (a2 + a3);
     }
     __syncthreads();
-    if constexpr (V_TURBO) block_rotate_inverse(smem, pad_v / 128);
+    if constexpr (V_TURBO) block_rotate_inverse(acc, pad_v / 128);
     const float inv = total > 0.0f ? 1.0f / total : 0.0f;
     for (int d = threadIdx.x; d < hdv; d += ATTN_THREADS)
-        out[((i64)r * n_head + h) * hdv + d] = smem[d] * inv;
+        out[((i64)r * n_head + h) * hdv + d] = acc[d] * inv;
 }
 
 // ---- tiled prefill (one sequence, consecutive positions) --------------------------------------
@@ -469,7 +496,11 @@ __device__ void attn_decode_group(const float* __restrict__ q, const u8* __restr
     const u8* vh = vbase + (seq * n_head_kv + kvh) * cells * vhb;
     // Keys in chunks of KC per half-warp: the chunk's scores first (independent loads and
     // shuffle reductions), one max and rescale per chunk, then the values.
-    constexpr int KC = GM >= 8 ? 2 : 4;
+    // Chunks pay off where decoding a key costs more than loading it (turbo rows: H100, depth
+    // 32768, turbo3 60.5 → 73.9 tokens/s); plain f16/q8_0 rows keep one key per step, unrolled
+    // twice (chunks of 4 cost f16 14% there: 92.6 → 79.8, more registers per key in flight).
+    constexpr int KC = (K_TURBO || V_TURBO) ? 2 : 1;
+#pragma unroll(KC == 1 ? 2 : 1)
     for (int kt0 = hw * KC; kt0 < nk; kt0 += DEC_HALVES * KC) {
         float sc[KC][GM], vv[KC][8];
 #pragma unroll
@@ -587,8 +618,13 @@ __device__ void attn_decode_group(const float* __restrict__ q, const u8* __restr
     }
 }
 
+// Resident blocks per SM the decode kernels are built for (registers capped to fit them): the
+// loop is bound by latency, so more warps in flight beat more registers per thread (H100,
+// Qwen3-8B layer at depth 32768: turbo3 247 → 171 µs, q8_0 237 → 176, f16 unchanged). The
+// eight-head kernel keeps two (its scores and accumulators need the registers).
+#define DEC_MIN_BLOCKS 4
 #define ATTN_DECODE_KERNEL(GM)                                                                   \
-    extern "C" __global__ void __launch_bounds__(ATTN_THREADS) attn_decode_g##GM(                \
+    extern "C" __global__ void __launch_bounds__(ATTN_THREADS, GM >= 8 ? 2 : DEC_MIN_BLOCKS) attn_decode_g##GM(\
         const float* q, const u8* kbase, const u8* vbase, float* ws, const u32* rowinfo,         \
         int seq0, int pos0, int n_head, int n_head_kv, int hdk, int hdv, int pad_k, int pad_v,  \
         i64 khb, i64 vhb, i64 cells, float scale, int window, float softcap, int split_len,     \

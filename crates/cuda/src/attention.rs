@@ -26,10 +26,10 @@ use crate::backend::CudaBackend;
 use crate::buffer::CudaBuffer;
 use crate::compile;
 use crate::device::{cuda_err, Arg};
-use cudarc::driver::sys::CUfunction_attribute;
 use crate::kv::{
     self, padded_dim, split_workspace_floats, CudaKvCache, MAX_PADDED_HEAD, SPLIT_MAX_ROWS,
 };
+use cudarc::driver::sys::CUfunction_attribute;
 
 const THREADS: u32 = 128;
 /// Query rows per block and longest padded head of the tiled prefill kernel.
@@ -91,8 +91,9 @@ fn partial_shared_bytes(type_k: GgmlType, type_v: GgmlType, pad_k: usize, pad_v:
     (pad_k + lut + 2 * TILE + vcb + pad_v) * 4
 }
 
-/// Blocks the decode pass should at least launch: two per SM of an H100 (132 SMs).
-const DECODE_MIN_BLOCKS: usize = 264;
+/// Blocks the decode pass should at least launch: four per SM of an H100 (132 SMs), as many as
+/// run at once (the decode kernel is built for four resident blocks).
+const DECODE_MIN_BLOCKS: usize = 528;
 
 #[allow(clippy::too_many_arguments)]
 pub fn attention(
@@ -202,7 +203,8 @@ pub fn attention(
     let group = p.n_head / p.n_head_kv;
     // Prefill on tensor cores: each decoded K/V tile serves 64 query rows of a whole GQA group.
     let tc = tc_instance(pad_k, pad_v).filter(|_| {
-        !split
+        std::env::var("TURBINE_CUDA_PREFILL_TC").map_or(true, |v| v != "0") // TC-SCAFFOLD
+            && !split
             && contiguous
             && n >= TC_MIN_ROWS
             && group <= TC_M
@@ -338,7 +340,7 @@ pub fn attention(
                 m,
                 (p.n_head as u32, nr as u32, 1),
                 THREADS,
-                (pad_v * 4) as u32,
+                ((pad_v + n_splits) * 4) as u32,
                 &[
                     Arg::Ptr(ws_ptr),
                     Arg::Ptr(o_r),

@@ -82,8 +82,9 @@ pub fn cache_bytes(spec: &KvSpec) -> Result<u64, CoreError> {
 /// Shortest decode split: below this a block's setup (query load, rotation) outweighs its keys.
 pub const MIN_SPLIT_LEN: usize = 32;
 /// Most splits a short context is cut into so that a decode step still launches enough blocks
-/// to fill the GPU (32 splits × 8 KV heads = 256 blocks, about two per H100 SM).
-pub const SHORT_CONTEXT_SPLITS: usize = 32;
+/// to fill the GPU (66 splits × 8 KV heads = 528 blocks, four per H100 SM: the decode kernel is
+/// bound by latency, not bandwidth, when fewer warps run).
+pub const SHORT_CONTEXT_SPLITS: usize = 128;
 
 /// Most splits of the decode attention over `n_kv` keys: [`SPLIT_LEN`]-key splits, or, for short
 /// contexts, up to [`SHORT_CONTEXT_SPLITS`] splits of at least [`MIN_SPLIT_LEN`] keys. Grows

@@ -96,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         be.arch().1
     );
     if args.time {
-        return timing::run(&be, seed);
+        return timing::run(&be, seed, args.only.as_deref());
     }
     // A fault inside a kernel is reported by the op that caused it.
     be.set_sync_each_op(true);
