@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use backends::BackendJob;
 use engine::plan_engine;
 use gguf::GgufFile;
 use models::{parse_kv_type, HParams, RunConfig};
-use turbine_core::cpu::CpuBackend;
 use turbine_core::{Backend, DeviceMemory, MemoryPlan, Role};
 
 /// The model and the flags that size memory (shared by `plan` and `run`).
@@ -143,8 +143,43 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open model {}", a.model.display()))?;
     let hp = HParams::from_gguf(&file)?;
     let cfg = a.run_config(&hp)?;
-    let backend = CpuBackend::new(a.threads())?;
-    let plan = plan_engine(&backend, &file, &hp, &cfg)?;
+    let n_layer = hp.n_layer;
+    let job = PlanJob {
+        a,
+        file: &file,
+        hp,
+        cfg,
+    };
+    super::device::dispatch(a, n_layer, job)
+}
+
+/// The plan on the backend `-ngl` picks (the CUDA backend sizes its own buffers: KV layout,
+/// attention workspace, cuBLAS scratch), printed with that device's free memory.
+struct PlanJob<'a> {
+    a: &'a ModelArgs,
+    file: &'a GgufFile,
+    hp: HParams,
+    cfg: RunConfig,
+}
+
+impl BackendJob for PlanJob<'_> {
+    type Output = ();
+
+    fn run<B: Backend + 'static>(self, backend: Arc<B>) -> anyhow::Result<()> {
+        let PlanJob { a, file, hp, cfg } = self;
+        print_plan(a, backend.as_ref(), file, &hp, &cfg)
+    }
+}
+
+fn print_plan<B: Backend>(
+    a: &ModelArgs,
+    backend: &B,
+    file: &GgufFile,
+    hp: &HParams,
+    cfg: &RunConfig,
+) -> anyhow::Result<()> {
+    let (hp, cfg) = (hp.clone(), cfg.clone());
+    let plan = plan_engine(backend, file, &hp, &cfg)?;
 
     println!(
         "model: {} ({}, {} layers, n_embd {}, {} heads / {} KV heads, head {}, vocab {})",
@@ -165,7 +200,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cfg.n_seq,
         cfg.type_k.name(),
         cfg.type_v.name(),
-        backend.n_threads()
+        a.threads()
     );
     println!();
     print!("{}", plan.table());
@@ -176,7 +211,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         free: m.free.saturating_sub(plan.device_bytes(backend.device())),
     });
     println!("projected after allocation (MiB):");
-    for line in breakdown_lines(&backend, &plan, projected.as_ref()) {
+    for line in breakdown_lines(backend, &plan, projected.as_ref()) {
         println!("{line}");
     }
     let rec = models::plan::recommended_kv(&hp);
@@ -187,7 +222,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             type_v: rv,
             ..cfg.clone()
         };
-        let rec_plan = plan_engine(&backend, &file, &hp, &rec)?;
+        let rec_plan = plan_engine(backend, file, &hp, &rec)?;
         println!(
             "recommended compressed cache: -ctk {} -ctv {} (what -ctk auto -ctv turbo3 picks for this model: within 2% of f16 perplexity), context {:.0} MiB",
             rk.name(),
