@@ -1,17 +1,26 @@
 //! Gated DeltaNet (linear attention) on the CPU: the causal depthwise conv1d with its rolling
 //! state, and the gated delta rule with its per-head `d_k × d_v` state.
 //!
-//! Both run token by token in row order, which is exact for any batch (rows of several
-//! sequences interleaved, prompt chunks of any length) and is also the decode path. Prefill is
-//! therefore a recurrence over the ubatch rows, not the chunked (WY / UT-transform) form:
-//! O(rows × d_k × d_v) per head with no extra workspace. Work is split over the thread pool by
-//! conv channels and by value heads, which never share state.
+//! The conv runs token by token in row order. The delta rule walks the rows as runs of
+//! consecutive rows of one sequence (exact for any batch: rows of several sequences
+//! interleaved, prompt chunks of any length): a run of at least [`MIN_CHUNKED_ROWS`] rows takes
+//! the chunked (WY / UT-transform) form of `deltanet_chunked`, which reads and writes the head
+//! state once per 64 rows and does most of its work as small matrix products; shorter runs
+//! (decode) take the row-by-row recurrence. Both give the same result up to float rounding.
+//! Work is split over the thread pool by conv channels and by value heads, which never share
+//! state.
 
-use cpu::{split_range, Cpu};
+use cpu::{split_range, Cpu, KernelPath};
+
+use super::deltanet_chunked::{ChunkWorkspace, CHUNK};
 
 use crate::backend::TokenPos;
 use crate::error::CoreError;
 use crate::hybrid::DeltaNetParams;
+
+/// Runs of at least this many rows of one sequence take the chunked form
+/// (`deltanet_chunked`); shorter ones (decode, small batches) the row-by-row recurrence.
+pub const MIN_CHUNKED_ROWS: usize = 16;
 
 /// Largest key head the kernel keeps on the stack.
 pub const MAX_HEAD_K: usize = 512;
@@ -160,6 +169,33 @@ pub fn delta_rule(
     state: &mut [f32],
     out: &mut [f32],
 ) -> Result<(), CoreError> {
+    delta_rule_runs(
+        cpu,
+        p,
+        layer,
+        rows,
+        qkv,
+        [alpha, beta, dt_bias, a],
+        state,
+        out,
+        MIN_CHUNKED_ROWS,
+    )
+}
+
+/// [`delta_rule`] with the run length from which the chunked form is used (tests and
+/// measurements compare the two forms by moving it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn delta_rule_runs(
+    cpu: &Cpu,
+    p: &DeltaNetParams,
+    layer: usize,
+    rows: &[TokenPos],
+    qkv: &[f32],
+    [alpha, beta, dt_bias, a]: [&[f32]; 4],
+    state: &mut [f32],
+    out: &mut [f32],
+    min_chunked_rows: usize,
+) -> Result<(), CoreError> {
     let (nk, nv, dk, dv) = (p.n_k_heads, p.n_v_heads, p.head_k_dim, p.head_v_dim);
     let ch = p.conv_channels();
     let n = rows.len();
@@ -174,14 +210,18 @@ pub fn delta_rule(
         )));
     }
     let q_scale = 1.0 / (dk as f32).sqrt();
+    let avx2 = matches!(cpu.path(), KernelPath::Avx2 | KernelPath::Avx512);
     let o = SendPtr(out.as_mut_ptr());
     let st = SendPtr(state.as_mut_ptr());
     cpu.pool().run(|idx, nt| {
         let mut qn = [0.0f32; MAX_HEAD_K];
         let mut kn = [0.0f32; MAX_HEAD_K];
+        // Made on the first chunked run only (decode never needs it).
+        let mut ws: Option<ChunkWorkspace> = None;
         for h in split_range(nv, idx, nt, 1) {
             let kh = h % nk;
-            for (r, tp) in rows.iter().enumerate() {
+            // The inputs of row r for head h: unit key, scaled unit query, value, log-decay, β.
+            let prepare = |r: usize, kn: &mut [f32], qn: &mut [f32], vo: &mut [f32]| {
                 let row = &qkv[r * ch..(r + 1) * ch];
                 let q = &row[kh * dk..(kh + 1) * dk];
                 let k = &row[nk * dk + kh * dk..nk * dk + (kh + 1) * dk];
@@ -193,47 +233,95 @@ pub fn delta_rule(
                     qn[i] = q[i] * qs * q_scale;
                     kn[i] = k[i] * ks;
                 }
-                let decay = (a[h] * softplus(alpha[r * nv + h] + dt_bias[h])).exp();
-                let b = sigmoid(beta[r * nv + h]);
-                let base = p.ssm_state_offset(layer, tp.seq) + h * dk * dv;
+                vo.copy_from_slice(v);
+                let g = a[h] * softplus(alpha[r * nv + h] + dt_bias[h]);
+                (g, sigmoid(beta[r * nv + h]))
+            };
+            let mut r0 = 0;
+            while r0 < n {
+                // A run of consecutive rows of one sequence: its state advances in row order.
+                let seq = rows[r0].seq;
+                let r1 = r0 + rows[r0..].iter().take_while(|tp| tp.seq == seq).count();
+                let base = p.ssm_state_offset(layer, seq) + h * dk * dv;
                 // SAFETY: head h's state of every sequence and head h's output columns belong
-                // to this thread only (heads split by `split_range`); all offsets lie within the
-                // lengths checked by `check` and above.
-                unsafe {
-                    let s = std::slice::from_raw_parts_mut(st.get().add(base), dk * dv);
-                    let out_row =
-                        std::slice::from_raw_parts_mut(o.get().add((r * nv + h) * dv), dv);
-                    // S ← e^g S, and kv_mem = Sᵀ k (after the decay).
-                    out_row.fill(0.0);
-                    for i in 0..dk {
-                        let srow = &mut s[i * dv..(i + 1) * dv];
-                        for (sv, m) in srow.iter_mut().zip(out_row.iter_mut()) {
-                            *sv *= decay;
-                            *m += *sv * kn[i];
+                // to this thread only (heads split by `split_range`); all offsets lie within
+                // the lengths checked by `check` and above.
+                let s = unsafe { std::slice::from_raw_parts_mut(st.get().add(base), dk * dv) };
+                if r1 - r0 >= min_chunked_rows {
+                    let w = ws.get_or_insert_with(|| ChunkWorkspace::new(dk, dv));
+                    for c0 in (r0..r1).step_by(CHUNK) {
+                        let len = CHUNK.min(r1 - c0);
+                        w.begin(len);
+                        for t in 0..len {
+                            let (kt, qt, vt) = w.row_mut(t);
+                            let (g, b) = prepare(c0 + t, kt, qt, vt);
+                            w.set_gates(t, g, b);
+                        }
+                        w.run(s, avx2);
+                        for t in 0..len {
+                            // SAFETY: as above (row c0 + t, head h).
+                            let out_row = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    o.get().add(((c0 + t) * nv + h) * dv),
+                                    dv,
+                                )
+                            };
+                            out_row.copy_from_slice(w.out_row(t));
                         }
                     }
-                    // delta = β (v − kv_mem), kept in out_row for the update.
-                    for (m, &vv) in out_row.iter_mut().zip(v) {
-                        *m = b * (vv - *m);
+                } else {
+                    let mut vbuf = [0.0f32; MAX_HEAD_K];
+                    for r in r0..r1 {
+                        let (g, b) = prepare(r, &mut kn[..dk], &mut qn[..dk], &mut vbuf[..dv]);
+                        // SAFETY: as above (row r, head h).
+                        let out_row = unsafe {
+                            std::slice::from_raw_parts_mut(o.get().add((r * nv + h) * dv), dv)
+                        };
+                        recurrent_row(s, &kn[..dk], &qn[..dk], &vbuf[..dv], g.exp(), b, out_row);
                     }
-                    // S ← S + k deltaᵀ, then o = Sᵀ q (accumulated after the update).
-                    let mut acc = [0.0f32; MAX_HEAD_K];
-                    let accv = &mut acc[..dv];
-                    for i in 0..dk {
-                        let srow = &mut s[i * dv..(i + 1) * dv];
-                        for ((sv, &dl), ac) in
-                            srow.iter_mut().zip(out_row.iter()).zip(accv.iter_mut())
-                        {
-                            *sv += kn[i] * dl;
-                            *ac += *sv * qn[i];
-                        }
-                    }
-                    out_row.copy_from_slice(accv);
                 }
+                r0 = r1;
             }
         }
     });
     Ok(())
+}
+
+/// One row of the delta rule on head state `s` (`d_k × d_v`): decay, delta update, output.
+fn recurrent_row(
+    s: &mut [f32],
+    kn: &[f32],
+    qn: &[f32],
+    v: &[f32],
+    decay: f32,
+    b: f32,
+    out_row: &mut [f32],
+) {
+    let (dk, dv) = (kn.len(), v.len());
+    // S ← e^g S, and kv_mem = Sᵀ k (after the decay).
+    out_row.fill(0.0);
+    for i in 0..dk {
+        let srow = &mut s[i * dv..(i + 1) * dv];
+        for (sv, m) in srow.iter_mut().zip(out_row.iter_mut()) {
+            *sv *= decay;
+            *m += *sv * kn[i];
+        }
+    }
+    // delta = β (v − kv_mem), kept in out_row for the update.
+    for (m, &vv) in out_row.iter_mut().zip(v) {
+        *m = b * (vv - *m);
+    }
+    // S ← S + k deltaᵀ, then o = Sᵀ q (accumulated after the update).
+    let mut acc = [0.0f32; MAX_HEAD_K];
+    let accv = &mut acc[..dv];
+    for i in 0..dk {
+        let srow = &mut s[i * dv..(i + 1) * dv];
+        for ((sv, &dl), ac) in srow.iter_mut().zip(out_row.iter()).zip(accv.iter_mut()) {
+            *sv += kn[i] * dl;
+            *ac += *sv * qn[i];
+        }
+    }
+    out_row.copy_from_slice(accv);
 }
 
 /// Zeroes every layer's state of `seq`.
@@ -249,3 +337,7 @@ pub fn reset(p: &DeltaNetParams, state: &mut [f32], seq: usize) -> Result<(), Co
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "deltanet_tests.rs"]
+mod tests;

@@ -3,6 +3,7 @@
 
 mod buffer;
 mod deltanet;
+mod deltanet_chunked;
 mod exec;
 mod gated;
 mod kv;

@@ -1,0 +1,313 @@
+//! The gated delta rule over a run of prompt rows in chunks (the WY / UT-transform form).
+//!
+//! Per value head, with state `S` (`d_k × d_v`, key index first), per-token log-decay
+//! `g_t ≤ 0`, write strength `β_t`, unit key `k_t`, scaled unit query `q_t` and value `v_t`,
+//! the recurrence of `deltanet::delta_rule` is
+//!
+//! ```text
+//! S'_t = e^{g_t} S_{t-1};  δ_t = β_t (v_t − S'_tᵀ k_t);  S_t = S'_t + k_t δ_tᵀ;  o_t = S_tᵀ q_t.
+//! ```
+//!
+//! Inside a chunk of `L ≤ CHUNK` rows that starts from `S_0`, let `Γ_t = g_1 + … + g_t`. Then
+//! `S'_t = e^{Γ_t} S_0 + Σ_{s<t} e^{Γ_t − Γ_s} k_s δ_sᵀ`, so the deltas solve the unit lower
+//! triangular system
+//!
+//! ```text
+//! δ_t + Σ_{s<t} β_t e^{Γ_t − Γ_s} (k_t · k_s) δ_s = β_t (v_t − e^{Γ_t} S_0ᵀ k_t)
+//! ```
+//!
+//! (the `(I + A)⁻¹` of the reference implementations, applied by forward substitution), and
+//!
+//! ```text
+//! o_t = e^{Γ_t} S_0ᵀ q_t + Σ_{s≤t} e^{Γ_t − Γ_s} (q_t · k_s) δ_s
+//! S_L = e^{Γ_L} S_0 + Σ_s e^{Γ_L − Γ_s} k_s δ_sᵀ.
+//! ```
+//!
+//! The state is read once and written once per chunk instead of twice per row, and the bulk of
+//! the work (`[K; Q] S_0`, the intra-chunk product and the state update) is dense matrix
+//! products. Decay factors are formed as `e^{Γ_t − Γ_s}` with `s ≤ t`, never as a ratio of two
+//! exponentials, so they stay in (0, 1] however long the chunk.
+
+/// Rows per chunk, as in the reference implementations.
+pub const CHUNK: usize = 64;
+
+/// One value head's inputs for one chunk, prepared by the caller: `k` and `q` rows of `d_k`,
+/// `v` rows of `d_v`, `log_decay` (`g_t`) and `beta` (`β_t`) per row, `rows ≤ CHUNK` of each.
+pub struct ChunkWorkspace {
+    dk: usize,
+    dv: usize,
+    /// `[K; Q]`: `rows` key rows, then `rows` query rows (so `[K; Q] S_0` is one product).
+    kq: Vec<f32>,
+    /// Values, overwritten by the deltas.
+    v: Vec<f32>,
+    /// `[K; Q] S_0`.
+    y: Vec<f32>,
+    /// Output rows.
+    o: Vec<f32>,
+    /// Intra-chunk matrix (`rows × rows`): `k_t · k_s`, then the output coefficients.
+    m: Vec<f32>,
+    /// Decay-weighted keys, transposed (`d_k × rows`), for the state update.
+    kt: Vec<f32>,
+    /// Cumulative log-decay `Γ_t`.
+    gam: Vec<f32>,
+    beta: Vec<f32>,
+    rows: usize,
+}
+
+impl ChunkWorkspace {
+    pub fn new(dk: usize, dv: usize) -> ChunkWorkspace {
+        ChunkWorkspace {
+            dk,
+            dv,
+            kq: vec![0.0; 2 * CHUNK * dk],
+            v: vec![0.0; CHUNK * dv],
+            y: vec![0.0; 2 * CHUNK * dv],
+            o: vec![0.0; CHUNK * dv],
+            m: vec![0.0; CHUNK * CHUNK],
+            kt: vec![0.0; dk * CHUNK],
+            gam: vec![0.0; CHUNK],
+            beta: vec![0.0; CHUNK],
+            rows: 0,
+        }
+    }
+
+    /// Starts a chunk of `rows` (1..=CHUNK) rows.
+    pub fn begin(&mut self, rows: usize) {
+        debug_assert!(rows > 0 && rows <= CHUNK);
+        self.rows = rows;
+    }
+
+    /// Row `t`'s key (unit), query (unit and scaled) and value buffers to fill.
+    pub fn row_mut(&mut self, t: usize) -> (&mut [f32], &mut [f32], &mut [f32]) {
+        let (dk, dv, l) = (self.dk, self.dv, self.rows);
+        let (ks, qs) = self.kq.split_at_mut(l * dk);
+        (
+            &mut ks[t * dk..(t + 1) * dk],
+            &mut qs[t * dk..(t + 1) * dk],
+            &mut self.v[t * dv..(t + 1) * dv],
+        )
+    }
+
+    /// Row `t`'s log-decay `g_t` (≤ 0) and write strength `β_t`.
+    pub fn set_gates(&mut self, t: usize, log_decay: f32, beta: f32) {
+        self.gam[t] = log_decay;
+        self.beta[t] = beta;
+    }
+
+    /// Row `t`'s output after [`ChunkWorkspace::run`].
+    pub fn out_row(&self, t: usize) -> &[f32] {
+        &self.o[t * self.dv..(t + 1) * self.dv]
+    }
+
+    /// Runs the chunk from state `s` (`d_k × d_v`), leaving the state after its last row in
+    /// `s` and the outputs in [`ChunkWorkspace::out_row`]. `avx2` must only be true when the CPU
+    /// has AVX2 and FMA (the same code, compiled for 256-bit vectors).
+    pub fn run(&mut self, s: &mut [f32], avx2: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: the features were just detected.
+            unsafe { run_avx2(self, s) };
+            return;
+        }
+        let _ = avx2;
+        run_chunk(self, s);
+    }
+}
+
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2(w: &mut ChunkWorkspace, s: &mut [f32]) {
+    run_chunk(w, s);
+}
+
+#[inline(always)]
+fn run_chunk(w: &mut ChunkWorkspace, s: &mut [f32]) {
+    let (dk, dv, l) = (w.dk, w.dv, w.rows);
+    assert!(s.len() >= dk * dv && l <= CHUNK && l > 0);
+    // Γ_t, the running sum of log-decays.
+    for t in 1..l {
+        w.gam[t] += w.gam[t - 1];
+    }
+    let gam = &w.gam[..l];
+    let beta = &w.beta[..l];
+
+    // [K; Q] S_0.
+    let y = &mut w.y[..2 * l * dv];
+    y.fill(0.0);
+    gemm_acc(2 * l, dv, dk, &w.kq, dk, s, dv, y, dv);
+    let (yk, yq) = y.split_at(l * dv);
+    let (kk, qq) = w.kq.split_at(l * dk);
+
+    // Deltas by forward substitution, in place of the values:
+    // δ_t = β_t (v_t − e^{Γ_t} yk_t) − Σ_{s<t} β_t e^{Γ_t − Γ_s} (k_t · k_s) δ_s.
+    let m = &mut w.m[..l * l];
+    for t in 0..l {
+        let kt_row = &kk[t * dk..(t + 1) * dk];
+        for s_ in 0..t {
+            m[t * l + s_] =
+                beta[t] * (gam[t] - gam[s_]).exp() * dot(kt_row, &kk[s_ * dk..(s_ + 1) * dk]);
+        }
+    }
+    let v = &mut w.v[..l * dv];
+    for t in 0..l {
+        let (done, rest) = v.split_at_mut(t * dv);
+        let d = &mut rest[..dv];
+        let (bt, et) = (beta[t], gam[t].exp());
+        for (dj, &yj) in d.iter_mut().zip(&yk[t * dv..(t + 1) * dv]) {
+            *dj = bt * (*dj - et * yj);
+        }
+        for s_ in 0..t {
+            let c = m[t * l + s_];
+            for (dj, &pj) in d.iter_mut().zip(&done[s_ * dv..(s_ + 1) * dv]) {
+                *dj -= c * pj;
+            }
+        }
+    }
+
+    // o_t = e^{Γ_t} yq_t + Σ_{s≤t} e^{Γ_t − Γ_s} (q_t · k_s) δ_s, the sum as one product with
+    // the causal coefficients (zero above the diagonal).
+    for t in 0..l {
+        let q_row = &qq[t * dk..(t + 1) * dk];
+        for s_ in 0..l {
+            m[t * l + s_] = if s_ <= t {
+                (gam[t] - gam[s_]).exp() * dot(q_row, &kk[s_ * dk..(s_ + 1) * dk])
+            } else {
+                0.0
+            };
+        }
+    }
+    let o = &mut w.o[..l * dv];
+    for t in 0..l {
+        let et = gam[t].exp();
+        for (oj, &yj) in o[t * dv..(t + 1) * dv]
+            .iter_mut()
+            .zip(&yq[t * dv..(t + 1) * dv])
+        {
+            *oj = et * yj;
+        }
+    }
+    gemm_acc(l, dv, l, m, l, v, dv, o, dv);
+
+    // S_L = e^{Γ_L} S_0 + K'ᵀ Δ with K'_s = e^{Γ_L − Γ_s} k_s.
+    let gl = gam[l - 1];
+    let kt = &mut w.kt[..dk * l];
+    for s_ in 0..l {
+        let f = (gl - gam[s_]).exp();
+        for (i, &ki) in kk[s_ * dk..(s_ + 1) * dk].iter().enumerate() {
+            kt[i * l + s_] = f * ki;
+        }
+    }
+    let el = gl.exp();
+    let s = &mut s[..dk * dv];
+    for x in s.iter_mut() {
+        *x *= el;
+    }
+    gemm_acc(dk, dv, l, kt, l, v, dv, s, dv);
+}
+
+/// `a · b` with eight partial sums, so it vectorizes without reassociation by the compiler.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cb = b.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    let mut sum = 0.0;
+    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
+        sum += x * y;
+    }
+    acc.iter().sum::<f32>() + sum
+}
+
+/// Rows and columns of one register block of [`gemm_acc`].
+const MR: usize = 4;
+const NR: usize = 16;
+
+/// `c[m × n] += a[m × k] · b[k × n]`, all row-major with leading dimensions `lda`, `ldb`,
+/// `ldc`. Blocks of `MR × NR` accumulators stay in registers over the whole `k` loop, so each
+/// loaded row of `b` feeds `MR` rows.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gemm_acc(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(a.len() >= (m - 1) * lda + k && b.len() >= (k - 1) * ldb + n);
+    assert!(c.len() >= (m - 1) * ldc + n);
+    let mut i = 0;
+    while i + MR <= m {
+        let mut j = 0;
+        while j + NR <= n {
+            let mut acc = [[0.0f32; NR]; MR];
+            for p in 0..k {
+                let brow: &[f32; NR] = b[p * ldb + j..p * ldb + j + NR]
+                    .try_into()
+                    .expect("NR columns");
+                for (r, accr) in acc.iter_mut().enumerate() {
+                    let av = a[(i + r) * lda + p];
+                    for (x, &bx) in accr.iter_mut().zip(brow) {
+                        *x += av * bx;
+                    }
+                }
+            }
+            for (r, accr) in acc.iter().enumerate() {
+                let crow = &mut c[(i + r) * ldc + j..(i + r) * ldc + j + NR];
+                for (x, &ax) in crow.iter_mut().zip(accr) {
+                    *x += ax;
+                }
+            }
+            j += NR;
+        }
+        if j < n {
+            gemm_edge(i..i + MR, j..n, k, a, lda, b, ldb, c, ldc);
+        }
+        i += MR;
+    }
+    if i < m {
+        gemm_edge(i..m, 0..n, k, a, lda, b, ldb, c, ldc);
+    }
+}
+
+/// The rows / columns left over by the register blocks of [`gemm_acc`], one row at a time.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gemm_edge(
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    for i in rows {
+        let crow = &mut c[i * ldc + cols.start..i * ldc + cols.end];
+        for p in 0..k {
+            let av = a[i * lda + p];
+            let brow = &b[p * ldb + cols.start..p * ldb + cols.end];
+            for (x, &bx) in crow.iter_mut().zip(brow) {
+                *x += av * bx;
+            }
+        }
+    }
+}
