@@ -366,11 +366,21 @@ impl Job<'_> {
         } else {
             let (s0, s1) = (split * seg, (split + 1) * seg);
             let (lo, hi) = (kmin.max(s0), (kmax + 1).min(s1));
-            if lo < hi {
-                (lo, hi)
-            } else {
-                (kmin, kmin) // nothing: empty partials
+            if lo >= hi {
+                // No key of this run in this segment: empty partials (sum 0, which the merge
+                // skips), without preparing any query.
+                let acc_len = if self.fold_v { HALF } else { pv };
+                for ri in 0..nr {
+                    for hi in 0..nh {
+                        let slot =
+                            self.partial(unit, split, (a + ri - u.r0) * self.plan_heads + hi);
+                        slot[..2].copy_from_slice(&[f32::NEG_INFINITY, 0.0]);
+                        slot[2..2 + acc_len].fill(0.0);
+                    }
+                }
+                return;
             }
+            (lo, hi)
         };
 
         // Prepare the query vectors: scaled, padded, rotated (+ tables) for turbo K.
