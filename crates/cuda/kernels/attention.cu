@@ -784,25 +784,53 @@ __device__ void attn_prefill_tc(const float* __restrict__ q, const u8* __restric
     for (int tile = lo - lo % KEYS; tile < hi; tile += KEYS) {
         const int nt = min(KEYS, hi - tile);
         __syncthreads();
-        // K tile, [key][dim]: a row's 8-dim chunks over consecutive threads (coalesced).
-        for (int i = tid; i < KEYS * kch; i += TC_THREADS) {
-            const int kt = i / kch, c = i % kch;
-            u32 hb[4] = {0u, 0u, 0u, 0u};
-            if (kt < nt) deq8_h<KT>(kh + (i64)(tile + kt) * khb, 8 * c, cbk, hb);
-            *(U4*)&ks[kt * QS + 8 * c] = U4{hb[0], hb[1], hb[2], hb[3]};
-        }
-        // V tile, [dim][key]: a thread decodes one 8-dim chunk of two adjacent keys and writes
-        // 8 words (key pair per word); lanes take consecutive key pairs (conflict-free).
-        // Keys past the tile's end are zero: P is 0 there, but 0 · NaN of stale cells is not.
-        for (int i = tid; i < (KEYS / 2) * vch; i += TC_THREADS) {
-            const int kp = i % (KEYS / 2), c = i / (KEYS / 2), k0 = 2 * kp;
-            u32 a[4] = {0u, 0u, 0u, 0u}, b[4] = {0u, 0u, 0u, 0u};
-            if (k0 < nt) deq8_h<VT>(vh + (i64)(tile + k0) * vhb, 8 * c, cbv, a);
-            if (k0 + 1 < nt) deq8_h<VT>(vh + (i64)(tile + k0 + 1) * vhb, 8 * c, cbv, b);
+        // Decode in two phases per operand, every thread's loads first (unrolled, unconditional:
+        // keys past the tile's end read the last live key instead, chunks past the padded head
+        // the last chunk), then the shared-memory stores, so a tile waits for about two memory
+        // latencies rather than one per item. Keys past the end may hold anything finite: their
+        // scores are masked and P is 0 there (stale cells could hold NaN, and 0 · NaN is not 0).
+        constexpr int CH = D / 8;
+        {
+            // K tile, [key][dim]: a row's 8-dim chunks over consecutive threads (coalesced).
+            constexpr int IT = KEYS * CH / TC_THREADS;
+            u32 hb[IT][4];
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                *(u32*)&vt[(8 * c + 2 * j) * VS + k0] = (a[j] & 0xffffu) | (b[j] << 16);
-                *(u32*)&vt[(8 * c + 2 * j + 1) * VS + k0] = (a[j] >> 16) | (b[j] & 0xffff0000u);
+            for (int it = 0; it < IT; it++) {
+                const int i = tid + it * TC_THREADS;
+                const int kt = min(i / CH, nt - 1), c = min(i % CH, kch - 1);
+                deq8_h<KT>(kh + (i64)(tile + kt) * khb, 8 * c, cbk, hb[it]);
+            }
+#pragma unroll
+            for (int it = 0; it < IT; it++) {
+                const int i = tid + it * TC_THREADS, kt = i / CH, c = i % CH;
+                if (c < kch) *(U4*)&ks[kt * QS + 8 * c] = U4{hb[it][0], hb[it][1], hb[it][2], hb[it][3]};
+            }
+        }
+        {
+            // V tile, [dim][key]: a thread decodes one 8-dim chunk of two adjacent keys and
+            // writes 8 words (key pair per word); lanes take consecutive key pairs
+            // (conflict-free).
+            constexpr int IT = (KEYS / 2) * CH / TC_THREADS;
+            u32 va[IT][4], vb[IT][4];
+#pragma unroll
+            for (int it = 0; it < IT; it++) {
+                const int i = tid + it * TC_THREADS;
+                const int k0 = 2 * (i % (KEYS / 2)), c = min(i / (KEYS / 2), vch - 1);
+                deq8_h<VT>(vh + (i64)(tile + min(k0, nt - 1)) * vhb, 8 * c, cbv, va[it]);
+                deq8_h<VT>(vh + (i64)(tile + min(k0 + 1, nt - 1)) * vhb, 8 * c, cbv, vb[it]);
+            }
+#pragma unroll
+            for (int it = 0; it < IT; it++) {
+                const int i = tid + it * TC_THREADS;
+                const int k0 = 2 * (i % (KEYS / 2)), c = i / (KEYS / 2);
+                if (c < vch) {
+#pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        const u32 a = va[it][j], b = vb[it][j];
+                        *(u32*)&vt[(8 * c + 2 * j) * VS + k0] = (a & 0xffffu) | (b << 16);
+                        *(u32*)&vt[(8 * c + 2 * j + 1) * VS + k0] = (a >> 16) | (b & 0xffff0000u);
+                    }
+                }
             }
         }
         __syncthreads();
