@@ -233,7 +233,25 @@ const fn codebook_planes<const N: usize>(c: &[f32; N]) -> [[u8; 16]; 4] {
     ]
 }
 
-static PLANES_2: [[u8; 16]; 4] = codebook_planes(&CENTROIDS_2);
+/// turbo2's folded values: entry `4a + b` is `C[a] + C[b]`, rounded once, as the FMA of the
+/// two lookups would. With `C[3 − b] = −C[b]` (the codebook is symmetric, exactly), `C[a] −
+/// C[b]` is entry `4a + (b ^ 3)`, so one lookup gives a folded value of either sign.
+static PLANES_2_SUMS: [[u8; 16]; 4] = codebook_planes(&{
+    let mut t = [0.0f32; 16];
+    let mut i = 0;
+    while i < 16 {
+        t[i] = CENTROIDS_2[i / 4] + CENTROIDS_2[i % 4];
+        i += 1;
+    }
+    t
+});
+const _: () = {
+    let mut i = 0;
+    while i < 4 {
+        assert!(CENTROIDS_2[3 - i] == -CENTROIDS_2[i]);
+        i += 1;
+    }
+};
 /// turbo3's codebook for the folded decode: entries 0..8 are the codebook, and entries 8..12
 /// repeat its upper half, so an index may carry its high bit (bit 2) at bit 2 or at bit 3
 /// (see [`turbo_half_indices`]).
@@ -248,12 +266,13 @@ static PLANES_3: [[u8; 16]; 4] = codebook_planes(&{
 });
 static PLANES_4: [[u8; 16]; 4] = codebook_planes(&CENTROIDS_4);
 
-/// The codebook byte planes of a turbo type, each in both 128-bit lanes.
+/// The byte planes of the table [`decode_fold_turbo`] looks a turbo type up in (the codebook,
+/// or for turbo2 the folded sums), each in both 128-bit lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn turbo_planes(ty: KvType) -> [__m256i; 4] {
     let planes = match ty {
-        KvType::Turbo2 => &PLANES_2,
+        KvType::Turbo2 => &PLANES_2_SUMS,
         KvType::Turbo3 => &PLANES_3,
         _ => &PLANES_4,
     };
@@ -374,7 +393,8 @@ pub(crate) fn fold_order(ty: KvType) -> Option<&'static [u8; 64]> {
 /// C[idx_{j+64}]`, where `signs` is already in that order. Values `j` and `j + 64` come out at
 /// the same position of the two halves' lookups, so the fold is one FMA per eight outputs.
 /// With `second`, also writes the fold with `−signs` there (the other head of a packed pair)
-/// from the same lookups.
+/// from the same lookups. turbo2 instead looks each folded value up whole in its table of
+/// sums, its index flipped by `flips` ([`sign_flips`] of `signs`).
 ///
 /// # Safety
 /// `b` points at `ty.block_bytes()` readable bytes, `y` (and `y2`) at 64 writable floats.
@@ -384,11 +404,35 @@ unsafe fn decode_fold_turbo(
     b: *const u8,
     planes: &[__m256i; 4],
     signs: &[f32; 64],
+    flips: &[__m256i; 2],
     y: *mut f32,
     y2: Option<*mut f32>,
 ) -> f32 {
     let lo = turbo_half_indices(ty, b, 0);
     let hi = turbo_half_indices(ty, b, 1);
+    if ty == KvType::Turbo2 {
+        // One lookup per folded value: index 4·lo + (hi ^ 3 where the sign is −1) in
+        // `PLANES_2_SUMS` (`planes`); the other head of a pair has every sign flipped.
+        for r in 0..2 {
+            let a = _mm256_slli_epi16(lo[r], 2);
+            let v = lookup32(
+                _mm256_or_si256(a, _mm256_xor_si256(hi[r], flips[r])),
+                planes,
+            );
+            for (m, v) in v.iter().enumerate() {
+                _mm256_storeu_ps(y.add(8 * (4 * r + m)), *v);
+            }
+            if let Some(y2) = y2 {
+                let three = _mm256_set1_epi8(3);
+                let flipped = _mm256_xor_si256(hi[r], _mm256_xor_si256(flips[r], three));
+                let v = lookup32(_mm256_or_si256(a, flipped), planes);
+                for (m, v) in v.iter().enumerate() {
+                    _mm256_storeu_ps(y2.add(8 * (4 * r + m)), *v);
+                }
+            }
+        }
+        return f16_at(b);
+    }
     for r in 0..2 {
         let l = lookup32(lo[r], planes);
         let h = lookup32(hi[r], planes);
@@ -403,6 +447,24 @@ unsafe fn decode_fold_turbo(
         }
     }
     f16_at(b)
+}
+
+/// turbo2's index flips for [`decode_fold_turbo`]: byte `b` of vector `r` is 3 where the fold
+/// sign of the value at that byte of index vector `r` is −1 (see [`fold_order_of`]), else 0.
+/// Position `8(4r + m) + i` holds byte `16(i / 4) + 4m + i % 4`, which is where two in-lane
+/// packs of the four sign vectors of `r` put lane `i` of vector `m`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sign_flips(signs: &[f32; 64]) -> [__m256i; 2] {
+    let neg = |k: usize| {
+        let s = _mm256_loadu_ps(signs.as_ptr().add(8 * k));
+        _mm256_castps_si256(_mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_LT_OQ))
+    };
+    std::array::from_fn(|r| {
+        let lo = _mm256_packs_epi32(neg(4 * r), neg(4 * r + 1));
+        let hi = _mm256_packs_epi32(neg(4 * r + 2), neg(4 * r + 3));
+        _mm256_and_si256(_mm256_packs_epi16(lo, hi), _mm256_set1_epi8(3))
+    })
 }
 
 /// [`decode_fold_turbo`] over `n` stored rows (`row_bytes` apart), row `r` to
@@ -436,6 +498,11 @@ unsafe fn fold_turbo_rows(
             }
             let (b, y) = (src.as_ptr(), first.as_mut_ptr());
             let y2 = second.as_deref_mut().map(|d| d.as_mut_ptr());
+            let flips = if $t == KvType::Turbo2 {
+                sign_flips(signs)
+            } else {
+                [_mm256_setzero_si256(); 2]
+            };
             for (r, scale) in scales[..n].iter_mut().enumerate() {
                 // SAFETY: row r's block and outputs lie inside the ranges checked above.
                 *scale = decode_fold_turbo(
@@ -443,6 +510,7 @@ unsafe fn fold_turbo_rows(
                     b.add(r * row_bytes),
                     &planes,
                     signs,
+                    &flips,
                     y.add(r * pitch),
                     y2.map(|y2| y2.add(r * pitch)),
                 );
