@@ -28,6 +28,8 @@
 //! products. Decay factors are formed as `e^{Γ_t − Γ_s}` with `s ≤ t`, never as a ratio of two
 //! exponentials, so they stay in (0, 1] however long the chunk.
 
+use super::deltanet::MAX_HEAD_K;
+
 /// Rows per chunk, as in the reference implementations.
 pub const CHUNK: usize = 64;
 
@@ -44,9 +46,9 @@ pub struct ChunkWorkspace {
     y: Vec<f32>,
     /// Output rows.
     o: Vec<f32>,
-    /// Intra-chunk matrix (`rows × rows`): `k_t · k_s`, then the output coefficients.
+    /// `[K; Q] Kᵀ` (`2 rows × rows`), turned into the causal coefficients.
     m: Vec<f32>,
-    /// Decay-weighted keys, transposed (`d_k × rows`), for the state update.
+    /// Keys transposed (`d_k × rows`), then decay-weighted for the state update.
     kt: Vec<f32>,
     /// Cumulative log-decay `Γ_t`.
     gam: Vec<f32>,
@@ -63,7 +65,7 @@ impl ChunkWorkspace {
             v: vec![0.0; CHUNK * dv],
             y: vec![0.0; 2 * CHUNK * dv],
             o: vec![0.0; CHUNK * dv],
-            m: vec![0.0; CHUNK * CHUNK],
+            m: vec![0.0; 2 * CHUNK * CHUNK],
             kt: vec![0.0; dk * CHUNK],
             gam: vec![0.0; CHUNK],
             beta: vec![0.0; CHUNK],
@@ -100,8 +102,8 @@ impl ChunkWorkspace {
     }
 
     /// Runs the chunk from state `s` (`d_k × d_v`), leaving the state after its last row in
-    /// `s` and the outputs in [`ChunkWorkspace::out_row`]. `avx2` must only be true when the CPU
-    /// has AVX2 and FMA (the same code, compiled for 256-bit vectors).
+    /// `s` and the outputs in [`ChunkWorkspace::out_row`]. `avx2` asks for the same code
+    /// compiled for AVX2 with fused multiply-adds (taken only if the CPU has them).
     pub fn run(&mut self, s: &mut [f32], avx2: bool) {
         #[cfg(target_arch = "x86_64")]
         if avx2 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -110,7 +112,7 @@ impl ChunkWorkspace {
             return;
         }
         let _ = avx2;
-        run_chunk(self, s);
+        run_chunk::<false>(self, s);
     }
 }
 
@@ -119,11 +121,22 @@ impl ChunkWorkspace {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2(w: &mut ChunkWorkspace, s: &mut [f32]) {
-    run_chunk(w, s);
+    run_chunk::<true>(w, s);
+}
+
+/// `a b + c`, fused where the caller is compiled with FMA (a library call otherwise, so only
+/// then).
+#[inline(always)]
+fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
 }
 
 #[inline(always)]
-fn run_chunk(w: &mut ChunkWorkspace, s: &mut [f32]) {
+fn run_chunk<const FMA: bool>(w: &mut ChunkWorkspace, s: &mut [f32]) {
     let (dk, dv, l) = (w.dk, w.dv, w.rows);
     assert!(s.len() >= dk * dv && l <= CHUNK && l > 0);
     // Γ_t, the running sum of log-decays.
@@ -132,52 +145,75 @@ fn run_chunk(w: &mut ChunkWorkspace, s: &mut [f32]) {
     }
     let gam = &w.gam[..l];
     let beta = &w.beta[..l];
+    let kq = &w.kq[..2 * l * dk];
+    let kk = &kq[..l * dk];
 
-    // [K; Q] S_0.
-    let y = &mut w.y[..2 * l * dv];
-    y.fill(0.0);
-    gemm_acc(2 * l, dv, dk, &w.kq, dk, s, dv, y, dv);
-    let (yk, yq) = y.split_at(l * dv);
-    let (kk, qq) = w.kq.split_at(l * dk);
-
-    // Deltas by forward substitution, in place of the values:
-    // δ_t = β_t (v_t − e^{Γ_t} yk_t) − Σ_{s<t} β_t e^{Γ_t − Γ_s} (k_t · k_s) δ_s.
-    let m = &mut w.m[..l * l];
-    for t in 0..l {
-        let kt_row = &kk[t * dk..(t + 1) * dk];
-        for s_ in 0..t {
-            m[t * l + s_] =
-                beta[t] * (gam[t] - gam[s_]).exp() * dot(kt_row, &kk[s_ * dk..(s_ + 1) * dk]);
+    // Kᵀ (d_k × rows), then [K; Q] S_0 and [K; Q] Kᵀ as two products.
+    let kt = &mut w.kt[..dk * l];
+    for (s_, krow) in kk.chunks_exact(dk).enumerate() {
+        for (i, &ki) in krow.iter().enumerate() {
+            kt[i * l + s_] = ki;
         }
     }
-    let v = &mut w.v[..l * dv];
+    let y = &mut w.y[..2 * l * dv];
+    y.fill(0.0);
+    gemm_acc::<FMA>(2 * l, dv, dk, kq, dk, s, dv, y, dv);
+    let g = &mut w.m[..2 * l * l];
+    g.fill(0.0);
+    gemm_acc::<FMA>(2 * l, l, dk, kq, dk, kt, l, g, l);
+    let (gk, gq) = g.split_at_mut(l * l);
+    let (yk, yq) = y.split_at(l * dv);
+
+    // Causal coefficients: gk[t][s] = β_t e^{Γ_t − Γ_s} (k_t · k_s) for s < t (the strictly
+    // lower A of (I + A)), gq[t][s] = e^{Γ_t − Γ_s} (q_t · k_s) for s ≤ t; zero elsewhere.
     for t in 0..l {
-        let (done, rest) = v.split_at_mut(t * dv);
-        let d = &mut rest[..dv];
-        let (bt, et) = (beta[t], gam[t].exp());
-        for (dj, &yj) in d.iter_mut().zip(&yk[t * dv..(t + 1) * dv]) {
-            *dj = bt * (*dj - et * yj);
-        }
-        for s_ in 0..t {
-            let c = m[t * l + s_];
-            for (dj, &pj) in d.iter_mut().zip(&done[s_ * dv..(s_ + 1) * dv]) {
-                *dj -= c * pj;
+        for s_ in 0..l {
+            let idx = t * l + s_;
+            if s_ <= t {
+                let d = (gam[t] - gam[s_]).exp();
+                gk[idx] = if s_ < t { beta[t] * d * gk[idx] } else { 0.0 };
+                gq[idx] *= d;
+            } else {
+                gk[idx] = 0.0;
+                gq[idx] = 0.0;
             }
         }
     }
 
-    // o_t = e^{Γ_t} yq_t + Σ_{s≤t} e^{Γ_t − Γ_s} (q_t · k_s) δ_s, the sum as one product with
-    // the causal coefficients (zero above the diagonal).
+    // Deltas by forward substitution, in place of the values:
+    // δ_t = β_t (v_t − e^{Γ_t} yk_t) − Σ_{s<t} gk[t][s] δ_s, the sum kept in registers per
+    // block of columns.
+    let v = &mut w.v[..l * dv];
     for t in 0..l {
-        let q_row = &qq[t * dk..(t + 1) * dk];
-        for s_ in 0..l {
-            m[t * l + s_] = if s_ <= t {
-                (gam[t] - gam[s_]).exp() * dot(q_row, &kk[s_ * dk..(s_ + 1) * dk])
-            } else {
-                0.0
-            };
+        let (done, rest) = v.split_at_mut(t * dv);
+        let d = &mut rest[..dv];
+        let yk_t = &yk[t * dv..(t + 1) * dv];
+        let (bt, et) = (beta[t], gam[t].exp());
+        let coef = &gk[t * l..t * l + t];
+        let mut j = 0;
+        while j + NR <= dv {
+            let mut acc = [0.0f32; NR];
+            for (c, prev) in coef.iter().zip(done.chunks_exact(dv)) {
+                let src: &[f32; NR] = prev[j..j + NR].try_into().expect("NR columns");
+                for (a, &x) in acc.iter_mut().zip(src) {
+                    *a = madd::<FMA>(*c, x, *a);
+                }
+            }
+            for ((dj, &yj), &a) in d[j..j + NR].iter_mut().zip(&yk_t[j..j + NR]).zip(&acc) {
+                *dj = bt * (*dj - et * yj) - a;
+            }
+            j += NR;
+        }
+        for jj in j..dv {
+            let a: f32 = coef
+                .iter()
+                .zip(done.chunks_exact(dv))
+                .fold(0.0, |a, (c, prev)| madd::<FMA>(*c, prev[jj], a));
+            d[jj] = bt * (d[jj] - et * yk_t[jj]) - a;
         }
     }
+
+    // o_t = e^{Γ_t} yq_t + Σ_{s≤t} gq[t][s] δ_s.
     let o = &mut w.o[..l * dv];
     for t in 0..l {
         let et = gam[t].exp();
@@ -188,15 +224,17 @@ fn run_chunk(w: &mut ChunkWorkspace, s: &mut [f32]) {
             *oj = et * yj;
         }
     }
-    gemm_acc(l, dv, l, m, l, v, dv, o, dv);
+    gemm_acc::<FMA>(l, dv, l, gq, l, v, dv, o, dv);
 
     // S_L = e^{Γ_L} S_0 + K'ᵀ Δ with K'_s = e^{Γ_L − Γ_s} k_s.
     let gl = gam[l - 1];
-    let kt = &mut w.kt[..dk * l];
-    for s_ in 0..l {
-        let f = (gl - gam[s_]).exp();
-        for (i, &ki) in kk[s_ * dk..(s_ + 1) * dk].iter().enumerate() {
-            kt[i * l + s_] = f * ki;
+    let mut f = [0.0f32; CHUNK];
+    for (fs, &gs) in f.iter_mut().zip(gam) {
+        *fs = (gl - gs).exp();
+    }
+    for row in kt.chunks_exact_mut(l) {
+        for (x, &fs) in row.iter_mut().zip(&f[..l]) {
+            *x *= fs;
         }
     }
     let el = gl.exp();
@@ -204,27 +242,7 @@ fn run_chunk(w: &mut ChunkWorkspace, s: &mut [f32]) {
     for x in s.iter_mut() {
         *x *= el;
     }
-    gemm_acc(dk, dv, l, kt, l, v, dv, s, dv);
-}
-
-/// `a · b` with eight partial sums, so it vectorizes without reassociation by the compiler.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    let mut sum = 0.0;
-    for (x, y) in ca.remainder().iter().zip(cb.remainder()) {
-        sum += x * y;
-    }
-    acc.iter().sum::<f32>() + sum
+    gemm_acc::<FMA>(dk, dv, l, kt, l, v, dv, s, dv);
 }
 
 /// Rows and columns of one register block of [`gemm_acc`].
@@ -232,11 +250,12 @@ const MR: usize = 4;
 const NR: usize = 16;
 
 /// `c[m × n] += a[m × k] · b[k × n]`, all row-major with leading dimensions `lda`, `ldb`,
-/// `ldc`. Blocks of `MR × NR` accumulators stay in registers over the whole `k` loop, so each
+/// `ldc`, `k ≤ MAX_HEAD_K`. Each block of `MR` rows of `a` is first packed column by column;
+/// blocks of `MR × NR` accumulators then stay in registers over the whole `k` loop, so each
 /// loaded row of `b` feeds `MR` rows.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn gemm_acc(
+fn gemm_acc<const FMA: bool>(
     m: usize,
     n: usize,
     k: usize,
@@ -250,21 +269,30 @@ fn gemm_acc(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    assert!(a.len() >= (m - 1) * lda + k && b.len() >= (k - 1) * ldb + n);
+    assert!(k <= MAX_HEAD_K && a.len() >= (m - 1) * lda + k && b.len() >= (k - 1) * ldb + n);
     assert!(c.len() >= (m - 1) * ldc + n);
+    let mut pack = [[0.0f32; MR]; MAX_HEAD_K];
+    let bp = b.as_ptr();
     let mut i = 0;
     while i + MR <= m {
+        let pk = &mut pack[..k];
+        for (p, col) in pk.iter_mut().enumerate() {
+            for (r, x) in col.iter_mut().enumerate() {
+                *x = a[(i + r) * lda + p];
+            }
+        }
+        let pk = &pack[..k];
         let mut j = 0;
         while j + NR <= n {
             let mut acc = [[0.0f32; NR]; MR];
-            for p in 0..k {
-                let brow: &[f32; NR] = b[p * ldb + j..p * ldb + j + NR]
-                    .try_into()
-                    .expect("NR columns");
-                for (r, accr) in acc.iter_mut().enumerate() {
-                    let av = a[(i + r) * lda + p];
-                    for (x, &bx) in accr.iter_mut().zip(brow) {
-                        *x += av * bx;
+            for (p, ap) in pk.iter().enumerate() {
+                // SAFETY: p < k and j + NR ≤ n, so the NR floats at p·ldb + j lie within
+                // (k − 1)·ldb + n ≤ b.len() (asserted above); read_unaligned needs no alignment.
+                let brow: [f32; NR] =
+                    unsafe { std::ptr::read_unaligned(bp.add(p * ldb + j).cast::<[f32; NR]>()) };
+                for (accr, &av) in acc.iter_mut().zip(ap) {
+                    for (x, &bx) in accr.iter_mut().zip(&brow) {
+                        *x = madd::<FMA>(av, bx, *x);
                     }
                 }
             }
@@ -277,19 +305,19 @@ fn gemm_acc(
             j += NR;
         }
         if j < n {
-            gemm_edge(i..i + MR, j..n, k, a, lda, b, ldb, c, ldc);
+            gemm_edge::<FMA>(i..i + MR, j..n, k, a, lda, b, ldb, c, ldc);
         }
         i += MR;
     }
     if i < m {
-        gemm_edge(i..m, 0..n, k, a, lda, b, ldb, c, ldc);
+        gemm_edge::<FMA>(i..m, 0..n, k, a, lda, b, ldb, c, ldc);
     }
 }
 
 /// The rows / columns left over by the register blocks of [`gemm_acc`], one row at a time.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn gemm_edge(
+fn gemm_edge<const FMA: bool>(
     rows: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
     k: usize,
@@ -306,7 +334,7 @@ fn gemm_edge(
             let av = a[i * lda + p];
             let brow = &b[p * ldb + cols.start..p * ldb + cols.end];
             for (x, &bx) in crow.iter_mut().zip(brow) {
-                *x += av * bx;
+                *x = madd::<FMA>(av, bx, *x);
             }
         }
     }

@@ -221,20 +221,25 @@ fn production_threshold_gives_recurrent_decode() {
 }
 
 /// Measurement harness, not a check: one layer of a Qwen3.5-sized delta rule (16 key heads,
-/// 32 value heads of 128) over a 512-row prompt on one thread, in the form named by
-/// `DELTANET_FORM` (`recurrent`, `chunked`, or `setup` for the input generation alone, to
-/// subtract). Run under `perf stat -e instructions` with `--ignored --exact`.
+/// 32 value heads of 128) over a prompt of `DELTANET_ROWS` rows (default 512) on one thread, in
+/// the form named by `DELTANET_FORM` (`recurrent`, `chunked` (from one row), or `setup` for the
+/// input generation alone, to subtract). Run under `valgrind --tool=callgrind` or
+/// `perf stat -e instructions` with `--ignored --exact`.
 #[test]
 #[ignore]
 fn prefill_cost() {
     let form = std::env::var("DELTANET_FORM").unwrap_or_else(|_| "chunked".into());
-    let mut c = case(128, 128, &[(0, 512)], 11);
+    let n: usize = std::env::var("DELTANET_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    let mut c = case(128, 128, &[(0, n)], 11);
     c.p.n_k_heads = 16;
     c.p.n_v_heads = 32;
     let mut seed = 5;
-    c.qkv = uniform(512 * c.p.conv_channels(), -1.0, 1.0, &mut seed);
-    c.alpha = uniform(512 * 32, -4.0, 2.0, &mut seed);
-    c.beta = uniform(512 * 32, -3.0, 3.0, &mut seed);
+    c.qkv = uniform(n * c.p.conv_channels(), -1.0, 1.0, &mut seed);
+    c.alpha = uniform(n * 32, -4.0, 2.0, &mut seed);
+    c.beta = uniform(n * 32, -3.0, 3.0, &mut seed);
     c.dt_bias = uniform(32, -0.5, 0.5, &mut seed);
     c.a = uniform(32, -4.0, -0.5, &mut seed);
     c.state = vec![0.0; c.p.state_floats()];
@@ -242,7 +247,7 @@ fn prefill_cost() {
     let min_rows = match form.as_str() {
         "setup" => return,
         "recurrent" => usize::MAX,
-        _ => MIN_CHUNKED_ROWS,
+        _ => 1,
     };
     let t = std::time::Instant::now();
     let (out, _) = run(&c, &cpu, min_rows);
