@@ -203,8 +203,7 @@ pub fn attention(
     let group = p.n_head / p.n_head_kv;
     // Prefill on tensor cores: each decoded K/V tile serves 64 query rows of a whole GQA group.
     let tc = tc_instance(pad_k, pad_v).filter(|_| {
-        std::env::var("TURBINE_CUDA_PREFILL_TC").map_or(true, |v| v != "0") // TC-SCAFFOLD
-            && !split
+        !split
             && contiguous
             && n >= TC_MIN_ROWS
             && group <= TC_M
