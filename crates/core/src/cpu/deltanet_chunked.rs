@@ -28,13 +28,11 @@
 //! products. Decay factors are formed as `e^{Γ_t − Γ_s}` with `s ≤ t`, never as a ratio of two
 //! exponentials, so they stay in (0, 1] however long the chunk.
 
-use super::deltanet::MAX_HEAD_K;
-
 /// Rows per chunk, as in the reference implementations.
 pub const CHUNK: usize = 64;
 
-/// One value head's inputs for one chunk, prepared by the caller: `k` and `q` rows of `d_k`,
-/// `v` rows of `d_v`, `log_decay` (`g_t`) and `beta` (`β_t`) per row, `rows ≤ CHUNK` of each.
+/// Buffers for one chunk of one value head: the caller fills each row's unit key, scaled unit
+/// query, value (`row_mut`) and gates (`set_gates`), then `run` advances the state.
 pub struct ChunkWorkspace {
     dk: usize,
     dv: usize,
@@ -50,6 +48,8 @@ pub struct ChunkWorkspace {
     m: Vec<f32>,
     /// Keys transposed (`d_k × rows`), then decay-weighted for the state update.
     kt: Vec<f32>,
+    /// Packed rows of the left operand of [`gemm_acc`].
+    pack: Vec<[f32; MR]>,
     /// Cumulative log-decay `Γ_t`.
     gam: Vec<f32>,
     beta: Vec<f32>,
@@ -67,10 +67,16 @@ impl ChunkWorkspace {
             o: vec![0.0; CHUNK * dv],
             m: vec![0.0; 2 * CHUNK * CHUNK],
             kt: vec![0.0; dk * CHUNK],
+            pack: vec![[0.0; MR]; dk.max(CHUNK)],
             gam: vec![0.0; CHUNK],
             beta: vec![0.0; CHUNK],
             rows: 0,
         }
+    }
+
+    /// True when the workspace was made for these head sizes.
+    pub fn fits(&self, dk: usize, dv: usize) -> bool {
+        self.dk == dk && self.dv == dv
     }
 
     /// Starts a chunk of `rows` (1..=CHUNK) rows.
@@ -157,11 +163,41 @@ fn run_chunk<const FMA: bool>(w: &mut ChunkWorkspace, s: &mut [f32]) {
     }
     let y = &mut w.y[..2 * l * dv];
     y.fill(0.0);
-    gemm_acc::<FMA>(2 * l, dv, dk, kq, dk, s, dv, y, dv);
+    gemm_acc::<FMA>(&mut w.pack, 2 * l, dv, dk, kq, dk, s, dv, y, dv);
     let g = &mut w.m[..2 * l * l];
     g.fill(0.0);
-    gemm_acc::<FMA>(2 * l, l, dk, kq, dk, kt, l, g, l);
     let (gk, gq) = g.split_at_mut(l * l);
+    // Only s ≤ t is used: each block of MR rows stops at the column block holding its
+    // diagonal (what it computes beyond the diagonal is masked to zero below).
+    for t0 in (0..l).step_by(MR) {
+        let rows = MR.min(l - t0);
+        let cols = l.min((t0 + rows).div_ceil(NR) * NR);
+        let (kr, qr) = (&kk[t0 * dk..], &kq[(l + t0) * dk..]);
+        gemm_acc::<FMA>(
+            &mut w.pack,
+            rows,
+            cols,
+            dk,
+            kr,
+            dk,
+            kt,
+            l,
+            &mut gk[t0 * l..],
+            l,
+        );
+        gemm_acc::<FMA>(
+            &mut w.pack,
+            rows,
+            cols,
+            dk,
+            qr,
+            dk,
+            kt,
+            l,
+            &mut gq[t0 * l..],
+            l,
+        );
+    }
     let (yk, yq) = y.split_at(l * dv);
 
     // Causal coefficients: gk[t][s] = β_t e^{Γ_t − Γ_s} (k_t · k_s) for s < t (the strictly
@@ -224,7 +260,23 @@ fn run_chunk<const FMA: bool>(w: &mut ChunkWorkspace, s: &mut [f32]) {
             *oj = et * yj;
         }
     }
-    gemm_acc::<FMA>(l, dv, l, gq, l, v, dv, o, dv);
+    // Row t needs δ_s for s ≤ t only: each block of MR rows contracts over its prefix.
+    for t0 in (0..l).step_by(MR) {
+        let rows = MR.min(l - t0);
+        let depth = t0 + rows;
+        gemm_acc::<FMA>(
+            &mut w.pack,
+            rows,
+            dv,
+            depth,
+            &gq[t0 * l..],
+            l,
+            v,
+            dv,
+            &mut o[t0 * dv..],
+            dv,
+        );
+    }
 
     // S_L = e^{Γ_L} S_0 + K'ᵀ Δ with K'_s = e^{Γ_L − Γ_s} k_s.
     let gl = gam[l - 1];
@@ -242,7 +294,7 @@ fn run_chunk<const FMA: bool>(w: &mut ChunkWorkspace, s: &mut [f32]) {
     for x in s.iter_mut() {
         *x *= el;
     }
-    gemm_acc::<FMA>(dk, dv, l, kt, l, v, dv, s, dv);
+    gemm_acc::<FMA>(&mut w.pack, dk, dv, l, kt, l, v, dv, s, dv);
 }
 
 /// Rows and columns of one register block of [`gemm_acc`].
@@ -250,12 +302,13 @@ const MR: usize = 4;
 const NR: usize = 16;
 
 /// `c[m × n] += a[m × k] · b[k × n]`, all row-major with leading dimensions `lda`, `ldb`,
-/// `ldc`, `k ≤ MAX_HEAD_K`. Each block of `MR` rows of `a` is first packed column by column;
+/// `ldc`. Each block of `MR` rows of `a` is first packed column by column into `pack` (`≥ k`);
 /// blocks of `MR × NR` accumulators then stay in registers over the whole `k` loop, so each
 /// loaded row of `b` feeds `MR` rows.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn gemm_acc<const FMA: bool>(
+    pack: &mut [[f32; MR]],
     m: usize,
     n: usize,
     k: usize,
@@ -269,9 +322,8 @@ fn gemm_acc<const FMA: bool>(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    assert!(k <= MAX_HEAD_K && a.len() >= (m - 1) * lda + k && b.len() >= (k - 1) * ldb + n);
+    assert!(k <= pack.len() && a.len() >= (m - 1) * lda + k && b.len() >= (k - 1) * ldb + n);
     assert!(c.len() >= (m - 1) * ldc + n);
-    let mut pack = [[0.0f32; MR]; MAX_HEAD_K];
     let bp = b.as_ptr();
     let mut i = 0;
     while i + MR <= m {

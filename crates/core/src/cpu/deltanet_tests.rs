@@ -72,6 +72,7 @@ fn run(c: &Case, cpu: &Cpu, min_chunked_rows: usize) -> (Vec<f32>, Vec<f32>) {
     check(&c.p, 1, &c.rows, state.len()).expect("shapes");
     delta_rule_runs(
         cpu,
+        &ChunkScratch::default(),
         &c.p,
         1,
         &c.rows,

@@ -35,6 +35,8 @@ pub struct CpuBackend {
     log: AllocationLog,
     /// Packed 64-wide turbo heads and centered turbo keys (see `kv::kv_config`).
     refined_turbo_kv: bool,
+    /// Per-thread workspaces of the chunked delta rule (made on first use).
+    delta_scratch: deltanet::ChunkScratch,
 }
 
 fn k_err(e: cpu::CpuError) -> CoreError {
@@ -74,6 +76,7 @@ impl CpuBackend {
             cpu,
             log: AllocationLog::new(),
             refined_turbo_kv: true,
+            delta_scratch: deltanet::ChunkScratch::default(),
         })
     }
 
@@ -439,6 +442,7 @@ impl Backend for CpuBackend {
             weights.a.f32_values()?,
             st,
             out.f32_prefix_mut(n * params.n_v_heads * params.head_v_dim)?,
+            &self.delta_scratch,
         )
     }
 
