@@ -67,12 +67,21 @@ fn case(dk: usize, dv: usize, seqs: &[(usize, usize)], seed: u64) -> Case {
 
 /// Runs layer 1 of the case with the given chunking threshold: (outputs, state).
 fn run(c: &Case, cpu: &Cpu, min_chunked_rows: usize) -> (Vec<f32>, Vec<f32>) {
+    run_with(c, cpu, min_chunked_rows, &ChunkScratch::default())
+}
+
+fn run_with(
+    c: &Case,
+    cpu: &Cpu,
+    min_chunked_rows: usize,
+    scratch: &ChunkScratch,
+) -> (Vec<f32>, Vec<f32>) {
     let mut state = c.state.clone();
     let mut out = vec![0.0; c.rows.len() * c.p.n_v_heads * c.p.head_v_dim];
     check(&c.p, 1, &c.rows, state.len()).expect("shapes");
     delta_rule_runs(
         cpu,
-        &ChunkScratch::default(),
+        scratch,
         &c.p,
         1,
         &c.rows,
@@ -200,17 +209,36 @@ fn chunked_matches_recurrent_at_chunk_edges() {
 
 #[test]
 fn chunked_matches_recurrent_for_odd_heads_and_interleaved_sequences() {
+    for path in [KernelPath::Scalar, KernelPath::detect()] {
+        let Some(cpu) = cpu(2, path) else { continue };
+        // Head sizes that leave edges in every register block.
+        compare(24, 20, &[(0, CHUNK + 7)], &cpu);
+        compare(8, 40, &[(1, 2 * CHUNK + 3)], &cpu);
+        // Runs of two sequences: each run from the state its sequence's previous run left.
+        compare(
+            32,
+            16,
+            &[(0, CHUNK + 3), (1, 17), (0, 5), (1, CHUNK), (0, 1)],
+            &cpu,
+        );
+    }
+}
+
+#[test]
+fn workspaces_are_reused_and_remade_for_other_heads() {
+    // One backend's scratch across passes of different head sizes: the same results as
+    // fresh workspaces (stale rows of an earlier, longer chunk must not leak in).
     let cpu = cpu(2, KernelPath::detect()).expect("cpu");
-    // Head sizes that leave edges in every register block.
-    compare(24, 20, &[(0, CHUNK + 7)], &cpu);
-    compare(8, 40, &[(1, 2 * CHUNK + 3)], &cpu);
-    // Runs of two sequences: each run from the state its sequence's previous run left.
-    compare(
-        32,
-        16,
-        &[(0, CHUNK + 3), (1, 17), (0, 5), (1, CHUNK), (0, 1)],
-        &cpu,
-    );
+    let scratch = ChunkScratch::default();
+    for (dk, dv, seqs) in [
+        (32, 32, vec![(0, 2 * CHUNK + 9)]),
+        (32, 32, vec![(1, 7), (0, 3)]),
+        (16, 48, vec![(0, 20)]),
+        (32, 32, vec![(0, 30)]),
+    ] {
+        let c = case(dk, dv, &seqs, 17);
+        assert_eq!(run_with(&c, &cpu, 2, &scratch), run(&c, &cpu, 2));
+    }
 }
 
 #[test]
