@@ -338,3 +338,103 @@ __device__ void block_rotate_inverse(float* v, int nblk) {
         v[i] *= TURBO_INV_SQRT_128 * turbo_sign(TURBO_S1, i & 127);
     __syncthreads();
 }
+
+// ---- q4_K row dots (matmul.cu's decode kernels, moe.cu's expert products) ----------------------
+// See matmul.cu ("q4_K matvec, several output rows per warp") for the lane layout: lane
+// (s, j, h) takes 16 bytes of quant chunk j (values 16h..16h+15 of sub-blocks 2j and 2j+1) of
+// super-block s of each row; nibbles become floats under the exponent of 2^23; each sub-block's
+// scale and minimum apply once. Rows are k values, k a multiple of 256; X 16-byte aligned.
+
+// Byte i (0..11) of a q4_K super-block's packed scales, held in header words y, z, w.
+__device__ __forceinline__ u32 k4_scale_byte(u32 y, u32 z, u32 w, int i) {
+    const u32 word = i < 4 ? y : (i < 8 ? z : w);
+    return (word >> (8 * (i & 3))) & 0xffu;
+}
+
+// 6-bit scale and minimum of sub-block i (0..7) from the header words (see k4_scale_min).
+__device__ __forceinline__ void k4_scale_min_words(u32 y, u32 z, u32 w, int i, float& sc,
+                                                   float& m) {
+    if (i < 4) {
+        sc = (float)(k4_scale_byte(y, z, w, i) & 63u);
+        m = (float)(k4_scale_byte(y, z, w, i + 4) & 63u);
+    } else {
+        const u32 hi = k4_scale_byte(y, z, w, i + 4);
+        sc = (float)((hi & 15u) | ((k4_scale_byte(y, z, w, i - 4) >> 6) << 4));
+        m = (float)((hi >> 4) | ((k4_scale_byte(y, z, w, i) >> 6) << 4));
+    }
+}
+
+// Byte b (0..3) of v, a value 0..255, as a float: the byte becomes the low mantissa bits of
+// 2^23, and 2^23 is subtracted (exact).
+__device__ __forceinline__ float byte_to_float(u32 v, int b) {
+    return __int_as_float((int)__byte_perm(v, 0x4B000000u, 0x7540u | (u32)b)) - 8388608.0f;
+}
+
+// Per-lane partial dots of rows o0 .. o0 + RPW − 1 of NW weight matrices (same shape) with one
+// input row x: acc[w][i]. The caller sums them over the warp.
+template <int RPW, int NW>
+__device__ __forceinline__ void q4k_lane_dots(const u8* __restrict__ W0, const u8* __restrict__ W1,
+                                              const float* __restrict__ X, int k, int o0,
+                                              int n_out, i64 row_bytes, float (&acc)[NW][RPW]) {
+    const int lane = threadIdx.x & 31;
+    const int nsuper = k >> 8;
+    const int j = (lane & 7) >> 1, h = lane & 1;
+    const u8* rowp[NW][RPW];
+#pragma unroll
+    for (int w = 0; w < NW; w++)
+#pragma unroll
+        for (int i = 0; i < RPW; i++) {
+            rowp[w][i] = (w == 0 ? W0 : W1) + (i64)min(o0 + i, n_out - 1) * row_bytes;
+            acc[w][i] = 0.0f;
+        }
+#pragma unroll 2
+    for (int s = lane >> 3; s < nsuper; s += 4) {
+        const i64 boff = (i64)s * 144;
+        U4 hdr[NW][RPW], qv[NW][RPW];
+#pragma unroll
+        for (int w = 0; w < NW; w++)
+#pragma unroll
+            for (int i = 0; i < RPW; i++) {
+                hdr[w][i] = *(const U4*)(rowp[w][i] + boff);
+                qv[w][i] = *(const U4*)(rowp[w][i] + boff + 16 + 32 * j + 16 * h);
+            }
+        const int e = s * 256 + 64 * j + 16 * h;
+        const F4* xl = (const F4*)(X + e);
+        const F4* xh = (const F4*)(X + e + 32);
+        float xlo[16], xhi[16];
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+            const F4 a = xl[t], c = xh[t];
+            xlo[4 * t] = a.x; xlo[4 * t + 1] = a.y; xlo[4 * t + 2] = a.z; xlo[4 * t + 3] = a.w;
+            xhi[4 * t] = c.x; xhi[4 * t + 1] = c.y; xhi[4 * t + 2] = c.z; xhi[4 * t + 3] = c.w;
+        }
+        float sxl = 0.0f, sxh = 0.0f;
+#pragma unroll
+        for (int t = 0; t < 16; t++) {
+            sxl += xlo[t];
+            sxh += xhi[t];
+        }
+#pragma unroll
+        for (int w = 0; w < NW; w++)
+#pragma unroll
+            for (int i = 0; i < RPW; i++) {
+                const U4 q = qv[w][i], hd = hdr[w][i];
+                const u32 words[4] = {q.x, q.y, q.z, q.w};
+                float dl = 0.0f, dh = 0.0f;
+#pragma unroll
+                for (int t = 0; t < 4; t++) {
+                    const u32 lo = words[t] & 0x0f0f0f0fu, hi = (words[t] >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+                    for (int b = 0; b < 4; b++) {
+                        dl += byte_to_float(lo, b) * xlo[4 * t + b];
+                        dh += byte_to_float(hi, b) * xhi[4 * t + b];
+                    }
+                }
+                float sc0, m0, sc1, m1;
+                k4_scale_min_words(hd.y, hd.z, hd.w, 2 * j, sc0, m0);
+                k4_scale_min_words(hd.y, hd.z, hd.w, 2 * j + 1, sc1, m1);
+                const float d = h2f((u16)(hd.x & 0xffffu)), dmin = h2f((u16)(hd.x >> 16));
+                acc[w][i] += d * (sc0 * dl + sc1 * dh) - dmin * (m0 * sxl + m1 * sxh);
+            }
+    }
+}
