@@ -83,6 +83,8 @@ struct Shared {
     sleepers: AtomicUsize,
     sleep_lock: Mutex<()>,
     wake: Condvar,
+    /// Workers whose thread has started (see [`ThreadPool::new`]).
+    started: AtomicUsize,
 }
 
 // SAFETY: the only non-Sync field is `job`, and access to it is ordered by the state/inside
@@ -126,6 +128,7 @@ impl Shared {
 
     fn worker_loop(&self, idx: usize) {
         INSIDE_POOL.with(|c| c.set(true));
+        self.started.fetch_add(1, Ordering::SeqCst);
         let mut seen = 0usize;
         loop {
             seen = self.wait_new_epoch(seen);
@@ -214,6 +217,7 @@ impl ThreadPool {
             sleepers: AtomicUsize::new(0),
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
+            started: AtomicUsize::new(0),
         });
         let mut pool = ThreadPool {
             shared: shared.clone(),
@@ -232,6 +236,11 @@ impl ThreadPool {
             // On error above, `pool` drops and shuts down the workers started so far.
             pool.workers.push(handle);
         }
+        // A new thread's own start-up (its name, its stack guard) runs on that thread whenever
+        // it is first scheduled; on a loaded machine that can be in the middle of a later
+        // forward pass. Waiting for it here keeps those allocations in the constructor, so a
+        // pass after warm-up allocates nothing.
+        wait_until(|| shared.started.load(Ordering::SeqCst) == n_threads - 1);
         Ok(pool)
     }
 

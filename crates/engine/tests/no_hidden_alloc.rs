@@ -13,7 +13,14 @@ use turbine_core::cpu::CpuBackend;
 mod counting_alloc;
 use counting_alloc::counted;
 
-#[test]
+// Own harness (`harness = false` in Cargo.toml): libtest's main thread does its bookkeeping
+// (the map of running tests) while the test thread runs, and on a loaded machine that lands
+// inside a counted region of this process-wide counter.
+fn main() {
+    generation_does_not_allocate();
+    println!("test generation_does_not_allocate ... ok");
+}
+
 fn generation_does_not_allocate() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");

@@ -15,7 +15,14 @@ use turbine_core::cpu::CpuBackend;
 mod counting_alloc;
 use counting_alloc::counted;
 
-#[test]
+// Own harness (`harness = false` in Cargo.toml): libtest's main thread does its bookkeeping
+// (the map of running tests) while the test thread runs, and on a loaded machine that lands
+// inside a counted region of this process-wide counter.
+fn main() {
+    hybrid_forward_passes_do_not_allocate();
+    println!("test hybrid_forward_passes_do_not_allocate ... ok");
+}
+
 fn hybrid_forward_passes_do_not_allocate() {
     for arch in ["qwen3moe", "qwen35", "qwen35moe"] {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
