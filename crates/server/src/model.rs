@@ -314,6 +314,8 @@ impl BackendJob for LoadJob<'_> {
         }
         let vocab: Arc<dyn TokenText> = Arc::clone(&tokenizer) as Arc<dyn TokenText>;
         let engine = EngineHandle::spawn(
+            // Pages are the CPU cache's unit; the CUDA cache keeps each sequence's cells
+            // contiguous, so there they are only the unit of the page metrics.
             ModelRunner::new(model, batched, turbine_core::cpu::PAGE_SIZE)
                 .with_chunk_invariance(chunk_invariant),
             vocab,
