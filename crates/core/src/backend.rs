@@ -232,10 +232,7 @@ pub trait Backend: Send + Sync {
         outs: [&mut Self::Buffer; 3],
         scratch: &mut Self::Buffer,
     ) -> Result<(), CoreError> {
-        for (w, out) in ws.into_iter().zip(outs) {
-            self.matmul(w, x, rows, out, scratch)?;
-        }
-        Ok(())
+        unfused::matmul3(self, ws, x, rows, outs, scratch)
     }
     /// A gated FFN's first half: `gate = act(gate_w · x) ⊙ (up_w · x)` (`n_ff` outputs per
     /// row), `up` holding the up product where the backend needs it. Backends may fuse it; the default runs both
@@ -253,9 +250,7 @@ pub trait Backend: Send + Sync {
         up: &mut Self::Buffer,
         scratch: &mut Self::Buffer,
     ) -> Result<(), CoreError> {
-        self.matmul(gate_w, x, rows, gate, scratch)?;
-        self.matmul(up_w, x, rows, up, scratch)?;
-        self.glu(gate, up, rows * n_ff, act)
+        unfused::matmul_glu(self, [gate_w, up_w], x, rows, n_ff, act, gate, up, scratch)
     }
     /// `x[r] += bias` for `rows` rows.
     fn add_bias(
@@ -451,4 +446,43 @@ pub trait Backend: Send + Sync {
     fn read(&self, buf: &Self::Buffer, offset: usize, dst: &mut [f32]) -> Result<(), CoreError>;
     /// The buffer's floats in place, where the device is host memory (no copy needed).
     fn host_f32<'a>(&self, buf: &'a Self::Buffer) -> Option<&'a [f32]>;
+}
+
+/// The unfused forms of the fused [`Backend`] operations: the trait's defaults, and what a
+/// backend that fuses only some shapes runs for the others.
+pub mod unfused {
+    use super::{Backend, CoreError, GluActivation};
+
+    /// [`Backend::matmul3`] as three [`Backend::matmul`] calls.
+    pub fn matmul3<B: Backend + ?Sized>(
+        b: &B,
+        ws: [&B::Weight; 3],
+        x: &B::Buffer,
+        rows: usize,
+        outs: [&mut B::Buffer; 3],
+        scratch: &mut B::Buffer,
+    ) -> Result<(), CoreError> {
+        for (w, out) in ws.into_iter().zip(outs) {
+            b.matmul(w, x, rows, out, scratch)?;
+        }
+        Ok(())
+    }
+
+    /// [`Backend::matmul_glu`] as two products and [`Backend::glu`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_glu<B: Backend + ?Sized>(
+        b: &B,
+        [gate_w, up_w]: [&B::Weight; 2],
+        x: &B::Buffer,
+        rows: usize,
+        n_ff: usize,
+        act: GluActivation,
+        gate: &mut B::Buffer,
+        up: &mut B::Buffer,
+        scratch: &mut B::Buffer,
+    ) -> Result<(), CoreError> {
+        b.matmul(gate_w, x, rows, gate, scratch)?;
+        b.matmul(up_w, x, rows, up, scratch)?;
+        b.glu(gate, up, rows * n_ff, act)
+    }
 }

@@ -200,6 +200,20 @@ pub fn attention(
         .iter()
         .enumerate()
         .all(|(i, t)| t.seq == first.seq && t.pos == first.pos + i);
+    // Both prefill kernels (one sequence, consecutive positions) take the same arguments.
+    let prefill_args = || {
+        let mut args = vec![
+            Arg::Ptr(qp),
+            Arg::Ptr(kbase),
+            Arg::Ptr(vbase),
+            Arg::Ptr(op),
+            Arg::I32(n as i32),
+            Arg::I32(first.seq as i32),
+            Arg::I32(first.pos as i32),
+        ];
+        args.extend(geometry);
+        args
+    };
     let group = p.n_head / p.n_head_kv;
     // Prefill on tensor cores: each decoded K/V tile serves 64 query rows of a whole GQA group.
     let tc = tc_instance(pad_k, pad_v).filter(|_| {
@@ -228,16 +242,7 @@ pub fn attention(
             )
             .map_err(|e| cuda_err("attention (prefill tc): shared memory opt-in", e))?;
         }
-        let mut args = vec![
-            Arg::Ptr(qp),
-            Arg::Ptr(kbase),
-            Arg::Ptr(vbase),
-            Arg::Ptr(op),
-            Arg::I32(n as i32),
-            Arg::I32(first.seq as i32),
-            Arg::I32(first.pos as i32),
-        ];
-        args.extend(geometry);
+        let args = prefill_args();
         return dev.launch(
             "attention (prefill tc)",
             &f,
@@ -254,16 +259,7 @@ pub fn attention(
     if !split && contiguous && pad_k <= PF_D && pad_v <= PF_D && first.pos + n <= i32::MAX as usize
     {
         let f = dev.function(&compile::ATTENTION, &defines, "attn_prefill")?;
-        let mut args = vec![
-            Arg::Ptr(qp),
-            Arg::Ptr(kbase),
-            Arg::Ptr(vbase),
-            Arg::Ptr(op),
-            Arg::I32(n as i32),
-            Arg::I32(first.seq as i32),
-            Arg::I32(first.pos as i32),
-        ];
-        args.extend(geometry);
+        let args = prefill_args();
         return dev.launch(
             "attention (prefill)",
             &f,

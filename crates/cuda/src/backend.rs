@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use formats::GgmlType;
+use turbine_core::backend::unfused;
 use turbine_core::{
     AllocationLog, AttnParams, AttnShape, Backend, BufferSpec, CoreError, DeltaNetParams,
     DeltaNetWeights, DeviceMemory, GluActivation, HostBytes, KvSpec, MoeExperts, MoeParams,
@@ -493,10 +494,7 @@ impl Backend for CudaBackend {
         if matmul::matvec3(&self.dev, ws, x, rows, ptrs)? {
             return Ok(());
         }
-        for (w, out) in ws.into_iter().zip(outs) {
-            self.matmul(w, x, rows, out, scratch)?;
-        }
-        Ok(())
+        unfused::matmul3(self, ws, x, rows, outs, scratch)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -516,9 +514,7 @@ impl Backend for CudaBackend {
         {
             return Ok(());
         }
-        self.matmul(gate_w, x, rows, gate, scratch)?;
-        self.matmul(up_w, x, rows, up, scratch)?;
-        self.glu(gate, up, rows * n_ff, act)
+        unfused::matmul_glu(self, [gate_w, up_w], x, rows, n_ff, act, gate, up, scratch)
     }
 
     fn add_bias(

@@ -627,29 +627,12 @@ fn rows_alone_match_the_batch_bit_for_bit() {
         s.rows_per_seq = 2;
         let b = build(&s);
         let dv = s.head_dim_v * b.n_heads;
-        let dq = s.head_dim_k * b.n_heads;
         for path in paths() {
             let batch = run_kernel_on(&b.cache, &b, &Sequential, path);
-            for (i, t) in b.tokens.iter().enumerate() {
-                let one = kvcache::AttentionShape {
-                    path,
-                    ..kvcache::AttentionShape::for_layout(b.cache.layout(), b.n_heads, 1, 1)
-                };
-                let mut ws = vec![f32::NAN; kvcache::attention_workspace_floats(&one).unwrap()];
-                let mut out = vec![f32::NAN; dv];
-                let input = kvcache::AttentionInput {
-                    layer: LAYER,
-                    tokens: std::slice::from_ref(t),
-                    q: &b.q[i * dq..(i + 1) * dq],
-                    n_heads: b.n_heads,
-                    scale: b.scale,
-                };
-                b.cache
-                    .attend_on(path, &input, &mut out, &Sequential, &mut ws)
-                    .unwrap();
-                let want = &batch[i * dv..(i + 1) * dv];
+            let alone = rows_alone(&b, &Sequential, path);
+            for (i, (got, want)) in alone.chunks(dv).zip(batch.chunks(dv)).enumerate() {
                 assert!(
-                    out.iter()
+                    got.iter()
                         .zip(want)
                         .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "{k}/{v} {path:?}: row {i} alone differs from the batch"
